@@ -1,0 +1,74 @@
+//! `manifold`: offline renders through the same pipelines as the plugins.
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use manifold::offline::{self, RenderError};
+use manifold::runtime::onnx::Device;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "manifold", version, about = "Neural audio processing: offline renders with the Manifold plugins' pipelines")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Remove noise from speech (Manifold Clean).
+    Clean {
+        /// Input audio (WAV, FLAC, MP3, OGG).
+        input: PathBuf,
+        /// Output WAV (32-bit float), aligned to the input, same length.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Run the model on the GPU (CUDA) when available.
+        #[arg(long)]
+        gpu: bool,
+        /// No progress bar.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("manifold: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), RenderError> {
+    match cli.command {
+        Command::Clean { input, output, gpu, quiet } => {
+            let audio = offline::read_audio(&input)?;
+            let bar = if quiet || audio.seconds() < 5.0 { ProgressBar::hidden() } else { ProgressBar::new(audio.frames() as u64) };
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {percent}% ({eta} left)")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            let device = if gpu { Device::Cuda } else { Device::Cpu };
+            let (out, report) = offline::render_clean(&audio, device, |done, _| bar.set_position(done as u64))?;
+            bar.finish_and_clear();
+            offline::write_wav(&output, &out)?;
+            if !quiet {
+                eprintln!("{}", report.status);
+                eprintln!(
+                    "{} Hz, {} ch, {:.1} s: {}; real-time factor {:.3} ({:.1}x real time)",
+                    audio.sample_rate,
+                    audio.channels.len(),
+                    report.audio_seconds,
+                    report.latency.describe(audio.sample_rate as f32),
+                    report.real_time_factor(),
+                    1.0 / report.real_time_factor()
+                );
+            }
+            Ok(())
+        }
+    }
+}

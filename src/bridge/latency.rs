@@ -1,0 +1,83 @@
+//! Latency arithmetic: what the host is told, and why.
+//!
+//! `total = stream.total + block + margin`, fixed at activation:
+//! - `stream.total` (algorithmic + resampling + chunking): the worker-side
+//!   [`HostRateStream`](crate::pipelines::stream::HostRateStream) delay,
+//!   exact by construction;
+//! - `block`: the host's maximum block size. A block's output is needed in
+//!   the same callback its input arrives, so results of earlier blocks are
+//!   played while this one is processed;
+//! - `margin`: time the worker may take beyond one block: a crossfade
+//!   reserve (so a late worker fades out instead of clicking), the worker's
+//!   wake-up interval and an inference allowance of half a model hop.
+
+use crate::pipelines::stream::StreamLatency;
+
+/// How often the worker looks for new audio.
+pub const WORKER_POLL_SECONDS: f64 = 0.001;
+/// Length of every dry/wet crossfade.
+pub const CROSSFADE_SECONDS: f64 = 0.003;
+
+/// The fixed latency of one activation, in host samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LatencyPlan {
+    pub stream: StreamLatency,
+    pub block: usize,
+    pub margin: usize,
+    /// Samples of the margin reserved for the fade-out when the worker is late.
+    pub crossfade: usize,
+    pub total: usize,
+}
+
+impl LatencyPlan {
+    /// `model_hop_host`: one model hop expressed in host samples (rounded up).
+    pub fn new(stream: StreamLatency, sample_rate: f32, max_block: usize, model_hop_host: usize) -> Self {
+        let sr = sample_rate as f64;
+        let crossfade = (CROSSFADE_SECONDS * sr).ceil() as usize;
+        let poll = (WORKER_POLL_SECONDS * sr).ceil() as usize;
+        let margin = crossfade + poll + model_hop_host.div_ceil(2);
+        let block = max_block.max(1);
+        Self { stream, block, margin, crossfade, total: stream.total + block + margin }
+    }
+
+    /// Frames of output that must already exist when a block starts
+    /// (the virtual silence the output ring starts with).
+    pub fn prefill(&self) -> usize {
+        self.block + self.margin
+    }
+
+    pub fn millis(samples: usize, sample_rate: f32) -> f64 {
+        samples as f64 * 1000.0 / sample_rate as f64
+    }
+
+    /// One line for logs and the status display.
+    pub fn describe(&self, sample_rate: f32) -> String {
+        let ms = |s| Self::millis(s, sample_rate);
+        format!(
+            "latency {} samples ({:.1} ms) = algorithm {} + resampling {} + chunking {} + block {} + margin {}",
+            self.total,
+            ms(self.total),
+            self.stream.algorithmic,
+            self.stream.resampling,
+            self.stream.chunking,
+            self.block,
+            self.margin
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_add_up() {
+        let stream = StreamLatency { algorithmic: 768, resampling: 384, chunking: 383, total: 1535 };
+        let p = LatencyPlan::new(stream, 48000.0, 128, 768);
+        assert_eq!(p.crossfade, 144);
+        assert_eq!(p.margin, 144 + 48 + 384);
+        assert_eq!(p.total, 1535 + 128 + p.margin);
+        assert_eq!(p.prefill() + stream.total, p.total);
+        assert!(p.prefill() >= p.block + p.crossfade);
+    }
+}

@@ -1,0 +1,320 @@
+//! The audio-thread side of the bridge. `process` never allocates, locks,
+//! waits (except in offline mode, where the host does not need real time)
+//! or makes a syscall.
+
+use super::latency::LatencyPlan;
+use super::telemetry::{Telemetry, WorkerState};
+use super::worker::{self, ModelLoader, Shared, WorkerHandle, WorkerSetup};
+use crate::dsp::delay::DelayLine;
+use crate::dsp::sanitize::sanitize_sample;
+use crate::pipelines::stream::StreamLatency;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Most channels one bridge carries.
+pub const MAX_CHANNELS: usize = 8;
+
+/// How long offline rendering waits for the worker before giving up and
+/// passing dry audio (only when the worker is dead or hopelessly stuck).
+const OFFLINE_WAIT: Duration = Duration::from_secs(30);
+
+/// Fixed at activation.
+#[derive(Debug, Clone)]
+pub struct BridgeConfig {
+    pub sample_rate: f32,
+    pub channels: usize,
+    pub max_block: usize,
+    /// Host offline render (or the CLI): wait for the worker, never underrun.
+    pub offline: bool,
+    /// The stream's delay, computed before the model is loaded.
+    pub stream_latency: StreamLatency,
+    /// One model hop in host samples (for the inference allowance).
+    pub model_hop_host: usize,
+    /// Name for logs and the status line ("Clean").
+    pub label: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Worker not running (loading or failed): dry, nothing sent.
+    Idle,
+    /// Waiting for the worker to drop stale audio after a reset.
+    Syncing,
+    Streaming,
+}
+
+/// Audio thread. Owns the producer end of the input ring and the consumer
+/// end of the output ring.
+pub struct RealtimeBridge {
+    plan: LatencyPlan,
+    channels: usize,
+    offline: bool,
+    shared: Arc<Shared>,
+    to_worker: rtrb::Producer<f32>,
+    from_worker: rtrb::Consumer<f32>,
+    dry: DelayLine,
+    /// Planar `[channel][block]` scratch for the aligned dry and the wet signal.
+    dry_block: Vec<f32>,
+    wet_block: Vec<f32>,
+    mode: Mode,
+    /// Virtual silent frames still to be read before the output ring.
+    prefill_left: usize,
+    /// Frames until the wet path carries real (non-startup) audio.
+    warmup_left: usize,
+    /// Frames owed to the output ring after an underrun (read and dropped so
+    /// the delay stays fixed).
+    missed: usize,
+    wet_gain: f32,
+    in_underrun: bool,
+    /// Frames fed to the dry line since it was last cleared. When the wet
+    /// path starts with a fresh dry line, both share the same (silent)
+    /// history and the wet path can start at full gain.
+    dry_frames_since_reset: usize,
+    last_wet: [f32; MAX_CHANNELS],
+    // Dropped last: stops and joins the worker.
+    _worker: WorkerHandle,
+}
+
+impl RealtimeBridge {
+    /// Main thread (activate): allocates everything and starts the worker,
+    /// which loads the model in the background.
+    pub fn new(config: BridgeConfig, telemetry: Arc<Telemetry>, loader: ModelLoader) -> Self {
+        let channels = config.channels.clamp(1, MAX_CHANNELS);
+        let plan = LatencyPlan::new(config.stream_latency, config.sample_rate, config.max_block, config.model_hop_host);
+        let ring_frames = plan.total + 4 * plan.block + 16384;
+        let (to_worker, worker_in) = rtrb::RingBuffer::new(ring_frames * channels);
+        let (worker_out, from_worker) = rtrb::RingBuffer::new(ring_frames * channels);
+        telemetry.set_latency(plan.total as u32);
+        telemetry.set_state(WorkerState::Loading);
+        let shared = Arc::new(Shared {
+            telemetry,
+            epoch_requested: AtomicU64::new(0),
+            epoch_done: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        });
+        let worker = worker::spawn(WorkerSetup {
+            shared: shared.clone(),
+            input: worker_in,
+            output: worker_out,
+            channels,
+            host_rate: config.sample_rate as u32,
+            planned: config.stream_latency,
+            loader,
+            label: config.label.clone(),
+        });
+        Self {
+            plan,
+            channels,
+            offline: config.offline,
+            shared,
+            to_worker,
+            from_worker,
+            dry: DelayLine::new(channels, plan.total),
+            dry_block: vec![0.0; channels * plan.block],
+            wet_block: vec![0.0; channels * plan.block],
+            mode: Mode::Idle,
+            prefill_left: 0,
+            warmup_left: 0,
+            missed: 0,
+            wet_gain: 0.0,
+            in_underrun: false,
+            dry_frames_since_reset: 0,
+            last_wet: [0.0; MAX_CHANNELS],
+            _worker: worker,
+        }
+    }
+
+    pub fn latency(&self) -> LatencyPlan {
+        self.plan
+    }
+
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.shared.telemetry
+    }
+
+    /// Audio thread: forget the past (host reset / transport jump). The wet
+    /// path resumes after the worker confirms, faded in; meanwhile dry.
+    pub fn reset(&mut self) {
+        self.dry.reset();
+        self.dry_frames_since_reset = 0;
+        self.wet_gain = 0.0;
+        self.last_wet = [0.0; MAX_CHANNELS];
+        self.request_resync();
+    }
+
+    fn request_resync(&mut self) {
+        self.shared.epoch_requested.fetch_add(1, Ordering::AcqRel);
+        self.mode = Mode::Syncing;
+    }
+
+    fn worker_synced(&self) -> bool {
+        self.shared.telemetry.state() == WorkerState::Running
+            && self.shared.epoch_done.load(Ordering::Acquire) == self.shared.epoch_requested.load(Ordering::Relaxed)
+    }
+
+    fn update_mode(&mut self) {
+        match self.mode {
+            Mode::Idle | Mode::Syncing => {
+                if self.offline {
+                    self.wait_offline(|b| b.worker_synced() || b.shared.telemetry.state() != WorkerState::Loading && b.shared.telemetry.state() != WorkerState::Running);
+                }
+                if self.worker_synced() {
+                    let stale = self.from_worker.slots();
+                    if let Ok(c) = self.from_worker.read_chunk(stale) {
+                        c.commit_all();
+                    }
+                    self.prefill_left = self.plan.prefill();
+                    if self.dry_frames_since_reset == 0 {
+                        self.warmup_left = 0;
+                        self.wet_gain = 1.0;
+                    } else {
+                        self.warmup_left = self.plan.total;
+                    }
+                    self.missed = 0;
+                    self.in_underrun = false;
+                    self.mode = Mode::Streaming;
+                }
+            }
+            Mode::Streaming => {
+                if self.shared.telemetry.state() != WorkerState::Running {
+                    self.mode = Mode::Idle;
+                }
+            }
+        }
+    }
+
+    /// Offline only: spin politely until `ready` or the deadline.
+    fn wait_offline(&self, ready: impl Fn(&Self) -> bool) {
+        let start = Instant::now();
+        while !ready(self) && start.elapsed() < OFFLINE_WAIT {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+
+    /// Audio thread. Processes `audio` (one slice per channel, in place).
+    /// `mix` and `bypass` are called once per sample (0 = dry, 1 = wet /
+    /// 0 = active, 1 = bypassed) so smoothed parameters stay smooth.
+    pub fn process(&mut self, audio: &mut [&mut [f32]], mut mix: impl FnMut() -> f32, mut bypass: impl FnMut() -> f32) {
+        let n = audio.first().map_or(0, |a| a.len());
+        let mut start = 0;
+        while start < n {
+            let len = (n - start).min(self.plan.block);
+            self.process_block(audio, start, len, &mut mix, &mut bypass);
+            start += len;
+        }
+    }
+
+    fn process_block(&mut self, audio: &mut [&mut [f32]], start: usize, len: usize, mix: &mut impl FnMut() -> f32, bypass: &mut impl FnMut() -> f32) {
+        let c = self.channels.min(audio.len());
+        let b = self.plan.block;
+        self.update_mode();
+
+        // 1. Sanitize the input in place, feed the dry delay line.
+        let mut fixed = 0u64;
+        let mut frame = [0.0f32; MAX_CHANNELS];
+        let mut delayed = [0.0f32; MAX_CHANNELS];
+        for i in 0..len {
+            for ch in 0..c {
+                let x = audio[ch][start + i];
+                let y = sanitize_sample(x);
+                if y != x && !(x.is_finite() && x.abs() < crate::dsp::sanitize::TINY) {
+                    fixed += 1;
+                }
+                audio[ch][start + i] = y;
+                frame[ch] = y;
+            }
+            self.dry.tick(&frame[..c.max(1)], &mut delayed);
+            for ch in 0..c {
+                self.dry_block[ch * b + i] = delayed[ch];
+            }
+        }
+        self.shared.telemetry.add_sanitized(fixed);
+        self.dry_frames_since_reset += len;
+
+        // 2. Send it to the worker.
+        if self.mode == Mode::Streaming {
+            match self.to_worker.write_chunk_uninit(len * c) {
+                Ok(w) => {
+                    let src = &*audio;
+                    w.fill_from_iter((0..len * c).map(|k| src[k % c][start + k / c]));
+                }
+                // The worker stopped draining: start over rather than drift.
+                Err(_) => self.request_resync(),
+            }
+        }
+
+        // 3. Collect wet frames that are due.
+        let mut available = 0; // wet frames usable this block
+        let mut enough = false;
+        if self.mode == Mode::Streaming {
+            if self.offline {
+                let need = len.saturating_sub(self.prefill_left) + self.missed;
+                self.wait_offline(|s| s.from_worker.slots() / c >= need || s.shared.telemetry.state() != WorkerState::Running);
+            }
+            // Pay the debt left by earlier underruns.
+            let ring = self.from_worker.slots() / c;
+            let pay = self.missed.min(ring);
+            if pay > 0 {
+                if let Ok(chunk) = self.from_worker.read_chunk(pay * c) {
+                    chunk.commit_all();
+                }
+                self.missed -= pay;
+            }
+            if self.missed == 0 {
+                let ring = self.from_worker.slots() / c;
+                let reserve = if self.offline { 0 } else { self.plan.crossfade };
+                let total = self.prefill_left + ring;
+                enough = total >= len + reserve;
+                available = total.min(len);
+                let from_prefill = self.prefill_left.min(available);
+                for ch in 0..c {
+                    self.wet_block[ch * b..ch * b + from_prefill].fill(0.0);
+                }
+                self.prefill_left -= from_prefill;
+                let from_ring = available - from_prefill;
+                if from_ring > 0 {
+                    if let Ok(chunk) = self.from_worker.read_chunk(from_ring * c) {
+                        for (k, x) in chunk.into_iter().enumerate() {
+                            self.wet_block[(k % c) * b + from_prefill + k / c] = x;
+                        }
+                    }
+                }
+            }
+            let short = len - available;
+            self.missed += short;
+            if !enough && !self.in_underrun && self.warmup_left == 0 {
+                self.shared.telemetry.add_underrun(short as u64, true);
+            } else if short > 0 && self.warmup_left == 0 {
+                self.shared.telemetry.add_underrun(short as u64, false);
+            }
+            self.in_underrun = !enough;
+        }
+
+        // 4. Crossfade wet against the aligned dry, then mix and bypass.
+        let step_up = 1.0 / self.plan.crossfade.max(1) as f32;
+        let step_down = if enough { step_up } else { (self.wet_gain / available.max(1) as f32).max(step_up) };
+        for i in 0..len {
+            let mut valid = i < available && enough;
+            if i < available && self.warmup_left > 0 {
+                self.warmup_left -= 1;
+                valid = false;
+            }
+            if valid {
+                self.wet_gain = (self.wet_gain + step_up).min(1.0);
+            } else {
+                self.wet_gain = (self.wet_gain - step_down).max(0.0);
+            }
+            let m = mix().clamp(0.0, 1.0);
+            let byp = bypass().clamp(0.0, 1.0);
+            for ch in 0..c {
+                let d = self.dry_block[ch * b + i];
+                let w = if i < available { self.wet_block[ch * b + i] } else { self.last_wet[ch] };
+                self.last_wet[ch] = w;
+                let processed = d + self.wet_gain * (w - d);
+                let mixed = d + m * (processed - d);
+                audio[ch][start + i] = sanitize_sample(mixed + byp * (d - mixed));
+            }
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! What the bridge tells the rest of the plugin: state, underruns, worker
+//! load and a status line. Atomics are written by the audio and worker
+//! threads and read anywhere; the status text is only touched off the audio
+//! thread.
+
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum WorkerState {
+    /// Loading the model; the audio thread passes latency-aligned dry audio.
+    Loading = 0,
+    /// Processing.
+    Running = 1,
+    /// The model could not be loaded; dry audio, status says why.
+    Failed = 2,
+    /// Shut down.
+    Stopped = 3,
+}
+
+#[derive(Default)]
+pub struct Telemetry {
+    state: AtomicU8,
+    /// Times the worker was late and the output faded to dry.
+    underrun_events: AtomicU64,
+    /// Output frames that were dry because the worker was late.
+    underrun_frames: AtomicU64,
+    /// Worker real-time factor (processing time / audio time), f32 bits.
+    worker_rtf: AtomicU32,
+    /// Hops where the model failed or went non-finite and was reset.
+    model_faults: AtomicU64,
+    /// Input samples that were NaN/Inf/huge and were sanitized.
+    sanitized_samples: AtomicU64,
+    latency_samples: AtomicU32,
+    status: Mutex<String>,
+}
+
+impl Telemetry {
+    pub fn state(&self) -> WorkerState {
+        match self.state.load(Ordering::Acquire) {
+            1 => WorkerState::Running,
+            2 => WorkerState::Failed,
+            3 => WorkerState::Stopped,
+            _ => WorkerState::Loading,
+        }
+    }
+    pub fn set_state(&self, s: WorkerState) {
+        self.state.store(s as u8, Ordering::Release);
+    }
+    pub fn add_underrun(&self, frames: u64, new_event: bool) {
+        if new_event {
+            self.underrun_events.fetch_add(1, Ordering::Relaxed);
+        }
+        self.underrun_frames.fetch_add(frames, Ordering::Relaxed);
+    }
+    pub fn underrun_events(&self) -> u64 {
+        self.underrun_events.load(Ordering::Relaxed)
+    }
+    pub fn underrun_frames(&self) -> u64 {
+        self.underrun_frames.load(Ordering::Relaxed)
+    }
+    pub fn set_worker_rtf(&self, rtf: f32) {
+        self.worker_rtf.store(rtf.to_bits(), Ordering::Relaxed);
+    }
+    pub fn worker_rtf(&self) -> f32 {
+        f32::from_bits(self.worker_rtf.load(Ordering::Relaxed))
+    }
+    pub fn set_model_faults(&self, n: u64) {
+        self.model_faults.store(n, Ordering::Relaxed);
+    }
+    pub fn model_faults(&self) -> u64 {
+        self.model_faults.load(Ordering::Relaxed)
+    }
+    pub fn add_sanitized(&self, n: u64) {
+        if n > 0 {
+            self.sanitized_samples.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+    pub fn sanitized_samples(&self) -> u64 {
+        self.sanitized_samples.load(Ordering::Relaxed)
+    }
+    pub fn set_latency(&self, samples: u32) {
+        self.latency_samples.store(samples, Ordering::Relaxed);
+    }
+    pub fn latency(&self) -> u32 {
+        self.latency_samples.load(Ordering::Relaxed)
+    }
+    /// Main/worker thread only.
+    pub fn set_status(&self, text: impl Into<String>) {
+        *self.status.lock() = text.into();
+    }
+    /// Main/worker thread only: a line a host or the CLI can show.
+    pub fn status_line(&self) -> String {
+        let base = self.status.lock().clone();
+        let u = self.underrun_events();
+        if u == 0 {
+            base
+        } else {
+            format!("{base} | {u} underruns ({} frames dry)", self.underrun_frames())
+        }
+    }
+}

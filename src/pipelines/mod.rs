@@ -1,0 +1,45 @@
+//! Model pipelines: pure code, frames in, frames out. No threads, no plugin
+//! formats; the plugin, the CLI and the tests drive them the same way.
+//!
+//! A [`HopModel`] works at the model's own sample rate, one hop at a time. A
+//! [`stream::HostRateStream`] wraps it for any host rate and any block size,
+//! with an exact, fixed delay.
+
+pub mod enhance_gtcrn;
+pub mod passthrough;
+pub mod stream;
+
+use crate::runtime::RuntimeError;
+
+/// A streaming model at its own rate. Worker thread.
+///
+/// Contract: after the k-th call to [`process_hop`](HopModel::process_hop),
+/// the output hop holds the processed input from exactly `delay()` samples
+/// earlier (hop-synchronous delay). Output must always be finite; a model
+/// that fails or goes non-finite must fall back to its dry (delayed) signal
+/// and reset its state, so one bad hop never poisons the next.
+pub trait HopModel: Send {
+    /// Short name shown to the user.
+    fn name(&self) -> &str;
+    fn sample_rate(&self) -> u32;
+    fn hop(&self) -> usize;
+    fn channels(&self) -> usize;
+    /// Hop-synchronous algorithmic delay in model samples.
+    fn delay(&self) -> usize;
+    /// `input`/`output`: planar, `channels * hop` samples.
+    fn process_hop(&mut self, input: &[f32], output: &mut [f32]);
+    /// Forget all streaming state (recurrent caches, STFT history).
+    fn reset(&mut self);
+    /// How many hops fell back to dry because the model failed or produced
+    /// non-finite values.
+    fn faults(&self) -> u64 {
+        0
+    }
+    /// Where inference runs, in plain words ("CPU", "GPU (CUDA)", ...).
+    fn device_note(&self) -> &str {
+        "CPU"
+    }
+}
+
+/// Builds a model for a given channel count. Worker/main thread.
+pub type ModelFactory = Box<dyn Fn(usize) -> Result<Box<dyn HopModel>, RuntimeError> + Send + Sync>;

@@ -1,0 +1,169 @@
+//! Manifold Clean: speech enhancement (noise removal).
+//!
+//! Main thread: construction, `activate` (plans latency, starts the worker,
+//! which loads the model). Audio thread: `process`, `reset`.
+
+use super::common::{self, BypassFade, DeviceChoice};
+use crate::bridge::worker::ModelLoader;
+use crate::bridge::{BridgeConfig, RealtimeBridge, Telemetry};
+use crate::pipelines::enhance_gtcrn::{self, GtcrnEnhancer};
+use crate::pipelines::stream::{HostRateStream, ModelTiming};
+use crate::pipelines::HopModel;
+use crate::runtime::onnx::Device;
+use crate::runtime::store;
+use nice_plug::prelude::*;
+use std::sync::Arc;
+
+#[derive(Params)]
+pub struct CleanParams {
+    #[id = "mix"]
+    pub mix: FloatParam,
+    #[id = "bypass"]
+    pub bypass: BoolParam,
+    #[id = "device"]
+    pub device: EnumParam<DeviceChoice>,
+    #[id = "status"]
+    pub status: IntParam,
+}
+
+pub struct Clean {
+    params: Arc<CleanParams>,
+    telemetry: Arc<Telemetry>,
+    bridge: Option<RealtimeBridge>,
+    bypass_fade: BypassFade,
+}
+
+impl Default for Clean {
+    fn default() -> Self {
+        let telemetry = Arc::new(Telemetry::default());
+        telemetry.set_status("Clean: not active yet");
+        Self {
+            params: Arc::new(CleanParams {
+                mix: common::mix_param(),
+                bypass: common::bypass_param(),
+                device: EnumParam::new("Device", DeviceChoice::Cpu).non_automatable(),
+                status: common::status_param(telemetry.clone()),
+            }),
+            telemetry,
+            bridge: None,
+            bypass_fade: BypassFade::new(48000.0),
+        }
+    }
+}
+
+/// The enhancement model Clean runs, as a bridge needs it: its timing (for
+/// the latency reported at activation) and a loader run on the worker.
+pub fn gtcrn_timing() -> ModelTiming {
+    ModelTiming { sample_rate: enhance_gtcrn::SAMPLE_RATE, hop: enhance_gtcrn::HOP, delay: enhance_gtcrn::N_FFT - enhance_gtcrn::HOP }
+}
+
+pub fn gtcrn_loader(channels: usize, device: Device) -> ModelLoader {
+    Box::new(move || {
+        let installed = store::find_model("gtcrn")?;
+        let model = GtcrnEnhancer::load(&installed.file_path(), channels, device)?;
+        Ok(Box::new(model) as Box<dyn HopModel>)
+    })
+}
+
+/// Builds the bridge Clean uses; shared by the plugin and the CLI so both run
+/// the same code. Main thread.
+pub fn build_bridge(sample_rate: f32, channels: usize, max_block: usize, offline: bool, device: Device, telemetry: Arc<Telemetry>) -> Result<RealtimeBridge, String> {
+    let timing = gtcrn_timing();
+    let stream_latency = HostRateStream::latency_for(timing, sample_rate as u32, channels).map_err(|e| e.to_string())?;
+    let config = BridgeConfig {
+        sample_rate,
+        channels,
+        max_block,
+        offline,
+        stream_latency,
+        model_hop_host: (timing.hop as u64 * sample_rate as u64).div_ceil(timing.sample_rate as u64) as usize,
+        label: "Clean".into(),
+    };
+    Ok(RealtimeBridge::new(config, telemetry, gtcrn_loader(channels, device)))
+}
+
+impl Plugin for Clean {
+    const NAME: &'static str = "Manifold Clean";
+    const VENDOR: &'static str = common::VENDOR;
+    const URL: &'static str = common::URL;
+    const EMAIL: &'static str = common::EMAIL;
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+
+    const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = &[
+        AudioIOLayout {
+            main_input_channels: NonZeroU32::new(2),
+            main_output_channels: NonZeroU32::new(2),
+            ..AudioIOLayout::const_default()
+        },
+        AudioIOLayout {
+            main_input_channels: NonZeroU32::new(1),
+            main_output_channels: NonZeroU32::new(1),
+            ..AudioIOLayout::const_default()
+        },
+    ];
+
+    type Editor = ();
+    type SysExMessage = ();
+    type BackgroundTask = ();
+
+    fn params(&self) -> Arc<dyn Params> {
+        self.params.clone()
+    }
+
+    fn activate(&mut self, layout: &AudioIOLayout, config: &BufferConfig, context: &mut impl ActivateContext<Self>) -> bool {
+        let channels = layout.main_output_channels.map_or(2, |c| c.get() as usize);
+        let offline = config.process_mode == ProcessMode::Offline;
+        // Drop the old bridge (and its worker) before starting a new one.
+        self.bridge = None;
+        match build_bridge(config.sample_rate, channels, config.max_buffer_size as usize, offline, self.params.device.value().into(), self.telemetry.clone()) {
+            Ok(bridge) => {
+                let plan = bridge.latency();
+                nice_log!("Clean: {}", plan.describe(config.sample_rate));
+                context.set_latency_samples(plan.total as u32);
+                self.bridge = Some(bridge);
+            }
+            Err(e) => {
+                self.telemetry.set_status(format!("Clean: cannot run at {} Hz: {e}", config.sample_rate));
+                context.set_latency_samples(0);
+            }
+        }
+        self.bypass_fade = BypassFade::new(config.sample_rate);
+        self.bypass_fade.set_immediately(self.params.bypass.value());
+        true
+    }
+
+    fn reset(&mut self) {
+        if let Some(b) = self.bridge.as_mut() {
+            b.reset();
+        }
+        self.params.mix.smoothed.reset(self.params.mix.value());
+    }
+
+    fn deactivate(&mut self) {
+        self.bridge = None;
+    }
+
+    fn process(&mut self, buffer: &mut Buffer, _aux: &mut AuxiliaryBuffers, _context: &mut impl ProcessContext<Self>) -> ProcessStatus {
+        let Some(bridge) = self.bridge.as_mut() else {
+            return ProcessStatus::Normal;
+        };
+        let mix = &self.params.mix.smoothed;
+        let bypassed = self.params.bypass.value();
+        let fade = &mut self.bypass_fade;
+        bridge.process(buffer.as_slice(), || mix.next() / 100.0, || fade.next(bypassed));
+        ProcessStatus::Normal
+    }
+}
+
+impl ClapPlugin for Clean {
+    const CLAP_ID: &'static str = "com.manifold.clean";
+    const CLAP_DESCRIPTION: Option<&'static str> = Some("Neural speech enhancement");
+    const CLAP_MANUAL_URL: Option<&'static str> = None;
+    const CLAP_SUPPORT_URL: Option<&'static str> = None;
+    const CLAP_FEATURES: &'static [ClapFeature] = &[ClapFeature::AudioEffect, ClapFeature::Stereo, ClapFeature::Mono, ClapFeature::Restoration];
+}
+
+impl Vst3Plugin for Clean {
+    const VST3_CLASS_ID: [u8; 16] = *b"ManifoldClean001";
+    const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] = &[Vst3SubCategory::Fx, Vst3SubCategory::Restoration];
+}

@@ -1,0 +1,76 @@
+//! Pieces every Manifold plugin shares: the status display, dry/wet and
+//! bypass handling, and the device choice.
+
+use crate::bridge::Telemetry;
+use crate::runtime::onnx::Device;
+use nice_plug::prelude::*;
+use std::sync::Arc;
+
+pub const VENDOR: &str = "Manifold";
+pub const URL: &str = "https://example.invalid/manifold";
+pub const EMAIL: &str = "team@example.invalid";
+
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceChoice {
+    #[id = "cpu"]
+    #[name = "CPU"]
+    Cpu,
+    #[id = "cuda"]
+    #[name = "GPU (CUDA, falls back to CPU)"]
+    Cuda,
+}
+
+impl From<DeviceChoice> for Device {
+    fn from(d: DeviceChoice) -> Self {
+        match d {
+            DeviceChoice::Cpu => Device::Cpu,
+            DeviceChoice::Cuda => Device::Cuda,
+        }
+    }
+}
+
+/// Mix in percent, smoothed so that automation never clicks.
+pub fn mix_param() -> FloatParam {
+    FloatParam::new("Mix", 100.0, FloatRange::Linear { min: 0.0, max: 100.0 })
+        .with_unit(" %")
+        .with_step_size(0.1)
+        .with_smoother(SmoothingStyle::Linear(20.0))
+}
+
+/// Bypass that keeps the latency (dry output stays aligned), crossfaded.
+pub fn bypass_param() -> BoolParam {
+    BoolParam::new("Bypass", false).make_bypass()
+}
+
+/// A read-only parameter whose text is the plugin's status line, so that any
+/// host's generic editor shows it (main thread reads it).
+pub fn status_param(telemetry: Arc<Telemetry>) -> IntParam {
+    IntParam::new("Status", 0, IntRange::Linear { min: 0, max: 1 })
+        .non_automatable()
+        .with_value_to_string(Arc::new(move |_| telemetry.status_line()))
+}
+
+/// Linear smoother for the bypass crossfade (audio thread).
+pub struct BypassFade {
+    value: f32,
+    step: f32,
+}
+
+impl BypassFade {
+    pub fn new(sample_rate: f32) -> Self {
+        Self { value: 0.0, step: 1.0 / (0.01 * sample_rate).max(1.0) }
+    }
+    pub fn set_immediately(&mut self, bypassed: bool) {
+        self.value = if bypassed { 1.0 } else { 0.0 };
+    }
+    #[inline]
+    pub fn next(&mut self, bypassed: bool) -> f32 {
+        let target = if bypassed { 1.0 } else { 0.0 };
+        if self.value < target {
+            self.value = (self.value + self.step).min(target);
+        } else if self.value > target {
+            self.value = (self.value - self.step).max(target);
+        }
+        self.value
+    }
+}

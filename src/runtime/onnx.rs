@@ -1,0 +1,93 @@
+//! ONNX Runtime: one process-wide environment, sessions configured for real
+//! time. Main/worker threads.
+//!
+//! The environment is created once per process and shared by every plugin
+//! instance and activation: ONNX Runtime allows only one, and `ort`'s dynamic
+//! loader succeeds only the first time it is called.
+
+use super::{store, RuntimeError};
+use ort::environment::Environment;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use std::path::Path;
+use std::sync::OnceLock;
+
+/// Where inference should run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    Cpu,
+    /// CUDA execution provider; falls back to CPU (and says so) when absent.
+    Cuda,
+}
+
+/// A session plus a plain-words note on where it runs.
+pub struct LoadedSession {
+    pub session: Session,
+    pub device_note: String,
+}
+
+static ENVIRONMENT: OnceLock<Result<Environment, RuntimeError>> = OnceLock::new();
+
+/// Loads the runtime library (once per process) from the model store.
+pub fn environment() -> Result<&'static Environment, RuntimeError> {
+    ENVIRONMENT
+        .get_or_init(|| {
+            let lib = store::find_runtime_library()?;
+            load_environment(&lib)
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+fn load_environment(lib: &Path) -> Result<Environment, RuntimeError> {
+    let err = |reason: String| RuntimeError::LibraryLoad { path: lib.to_path_buf(), reason };
+    // ort's loader may panic on a broken library; keep that inside this call.
+    let lib_owned = lib.to_path_buf();
+    let built = std::panic::catch_unwind(move || {
+        ort::init_from(&lib_owned)
+            .map_err(|e| e.to_string())?
+            .with_name("manifold")
+            .build()
+            .map_err(|e| e.to_string())
+    })
+    .map_err(|_| err("the loader panicked".into()))?;
+    let env = built.map_err(err)?;
+    log::info!("ONNX Runtime loaded from {}", lib.display());
+    Ok(env)
+}
+
+/// Opens `model` for real-time use: one intra-op thread (operators run on the
+/// calling worker thread, which has flush-to-zero set), no spinning,
+/// sequential execution, denormals as zero.
+pub fn open_session(model: &Path, device: Device) -> Result<LoadedSession, RuntimeError> {
+    let env = environment()?;
+    if !model.is_file() {
+        return Err(RuntimeError::ModelCorrupt { path: model.to_path_buf(), reason: "file not found".into() });
+    }
+    let corrupt = |reason: String| RuntimeError::ModelCorrupt { path: model.to_path_buf(), reason };
+    let opt = |e: ort::Error<ort::session::builder::SessionBuilder>| corrupt(format!("session options rejected: {e}"));
+    let builder = Session::builder(env).map_err(|e| corrupt(e.to_string()))?;
+    let builder = builder.with_optimization_level(GraphOptimizationLevel::Level3).map_err(opt)?;
+    let builder = builder.with_intra_threads(1).map_err(opt)?;
+    let builder = builder.with_inter_threads(1).map_err(opt)?;
+    let builder = builder.with_parallel_execution(false).map_err(opt)?;
+    let builder = builder.with_intra_op_spinning(false).map_err(opt)?;
+    let builder = builder.with_inter_op_spinning(false).map_err(opt)?;
+    let mut builder = builder.with_config_entry("session.set_denormal_as_zero", "1").map_err(opt)?;
+    let mut device_note = "CPU".to_string();
+    if device == Device::Cuda {
+        let cuda = ort::ep::CUDA::default().build().error_on_failure();
+        match builder.clone().with_execution_providers([cuda]) {
+            Ok(b) => {
+                builder = b;
+                device_note = "GPU (CUDA)".into();
+            }
+            Err(e) => {
+                device_note = format!("CPU (CUDA unavailable: {e})");
+                log::warn!("{device_note}");
+            }
+        }
+    }
+    let session = builder.commit_from_file(model).map_err(|e| corrupt(e.to_string()))?;
+    Ok(LoadedSession { session, device_note })
+}
