@@ -30,6 +30,16 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Print the latency Manifold Clean reports to a host, and where it comes from.
+    Latency {
+        #[arg(long, default_value_t = 48000)]
+        rate: u32,
+        /// The host's maximum block size.
+        #[arg(long, default_value_t = 128)]
+        block: usize,
+        #[arg(long, default_value_t = 2)]
+        channels: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -68,6 +78,11 @@ fn run(cli: Cli) -> Result<(), RenderError> {
                     1.0 / report.real_time_factor()
                 );
             }
+            Ok(())
+        }
+        Command::Latency { rate, block, channels } => {
+            let plan = manifold::plugins::clean::latency_plan(rate as f32, channels, block).map_err(RenderError::Setup)?;
+            println!("Manifold Clean (GTCRN) at {rate} Hz, {block}-sample blocks: {}", plan.describe(rate as f32));
             Ok(())
         }
     }

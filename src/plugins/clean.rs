@@ -65,12 +65,10 @@ pub fn gtcrn_loader(channels: usize, device: Device) -> ModelLoader {
     })
 }
 
-/// Builds the bridge Clean uses; shared by the plugin and the CLI so both run
-/// the same code. Main thread.
-pub fn build_bridge(sample_rate: f32, channels: usize, max_block: usize, offline: bool, device: Device, telemetry: Arc<Telemetry>) -> Result<RealtimeBridge, String> {
+fn bridge_config(sample_rate: f32, channels: usize, max_block: usize, offline: bool) -> Result<BridgeConfig, String> {
     let timing = gtcrn_timing();
     let stream_latency = HostRateStream::latency_for(timing, sample_rate as u32, channels).map_err(|e| e.to_string())?;
-    let config = BridgeConfig {
+    Ok(BridgeConfig {
         sample_rate,
         channels,
         max_block,
@@ -78,7 +76,19 @@ pub fn build_bridge(sample_rate: f32, channels: usize, max_block: usize, offline
         stream_latency,
         model_hop_host: (timing.hop as u64 * sample_rate as u64).div_ceil(timing.sample_rate as u64) as usize,
         label: "Clean".into(),
-    };
+    })
+}
+
+/// The latency Clean reports for this configuration (main thread).
+pub fn latency_plan(sample_rate: f32, channels: usize, max_block: usize) -> Result<crate::bridge::LatencyPlan, String> {
+    let c = bridge_config(sample_rate, channels, max_block, false)?;
+    Ok(crate::bridge::LatencyPlan::new(c.stream_latency, c.sample_rate, c.max_block, c.model_hop_host))
+}
+
+/// Builds the bridge Clean uses; shared by the plugin and the CLI so both run
+/// the same code. Main thread.
+pub fn build_bridge(sample_rate: f32, channels: usize, max_block: usize, offline: bool, device: Device, telemetry: Arc<Telemetry>) -> Result<RealtimeBridge, String> {
+    let config = bridge_config(sample_rate, channels, max_block, offline)?;
     Ok(RealtimeBridge::new(config, telemetry, gtcrn_loader(channels, device)))
 }
 

@@ -1,1 +1,148 @@
-fn main(){}
+//! `cargo xtask <command>`: the project's tasks.
+//!
+//! - `models [IDS..]`  fetch, verify and install the runtime and models
+//! - `bundle ...`      nice-plug bundling, plus the runtime/models next to the bundles
+//! - `demo`            models + release bundles + render the example through Clean
+//! - `test`            everything the tests need, then all test rings
+//! - `bench`           the real-time benchmark
+//! - `install`         copy bundles and data into the per-user plugin folders
+
+mod models;
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Python packages for the test/demo venv (pinned; PyPI only).
+const VENV_PACKAGES: &[&str] = &["pedalboard==0.9.26", "numpy==2.4.6", "scipy==1.17.1", "espeakng-loader==0.2.4"];
+
+fn main() -> Result<()> {
+    let root = workspace_root();
+    std::env::set_current_dir(&root)?;
+    let mut args = std::env::args().skip(1);
+    let cmd = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    match cmd.as_str() {
+        "models" => models::install(&root, &rest).map(|_| ()),
+        "bundle" => bundle(&root, &rest),
+        "demo" => demo(&root),
+        "test" => test(&root),
+        "bench" => bench(&root),
+        "install" => install(&root),
+        _ => bail!("usage: cargo xtask <models [IDS..] | bundle manifold [--release] | demo | test | bench | install>"),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            let fresh = std::fs::metadata(&target).map(|m| m.len() == entry.metadata().map(|e| e.len()).unwrap_or(0)).unwrap_or(false)
+                && std::fs::metadata(&target).and_then(|m| m.modified()).ok() >= entry.metadata().and_then(|m| m.modified()).ok();
+            if !fresh {
+                std::fs::copy(entry.path(), &target)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// nice-plug's bundler, then the runtime and models into
+/// `target/bundled/manifold-data` (where the plugins look, next to the bundles).
+fn bundle(root: &Path, args: &[String]) -> Result<()> {
+    let mut full = vec!["bundle".to_string()];
+    full.extend(args.iter().cloned());
+    nice_plug_xtask::main_with_args("cargo xtask", full)?;
+    std::env::set_current_dir(root)?;
+    let data = root.join("target/manifold-data");
+    if data.is_dir() {
+        copy_dir(&data, &root.join("target/bundled/manifold-data"))?;
+    } else {
+        eprintln!("xtask bundle: no target/manifold-data yet (run `cargo xtask models`); the plugins will say so");
+    }
+    Ok(())
+}
+
+/// Creates `target/venv` with the pinned Python packages (idempotent).
+fn venv(root: &Path) -> Result<PathBuf> {
+    let dir = root.join("target/venv");
+    let py = dir.join("bin/python");
+    let stamp = dir.join(".manifold-packages");
+    let want = VENV_PACKAGES.join(" ");
+    if py.is_file() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str()) {
+        return Ok(py);
+    }
+    run(Command::new("python3").args(["-m", "venv"]).arg(&dir))?;
+    run(Command::new(&py).args(["-m", "pip", "install", "-q", "--disable-pip-version-check"]).args(VENV_PACKAGES))?;
+    std::fs::write(&stamp, want)?;
+    Ok(py)
+}
+
+fn demo(root: &Path) -> Result<()> {
+    models::install(root, &[])?;
+    bundle(root, &["manifold".into(), "--release".into()])?;
+    run(Command::new("cargo").args(["build", "--release", "--bin", "manifold"]))?;
+    let py = venv(root)?;
+    let demo_dir = root.join("target/demo");
+    run(Command::new(&py).arg("xtask/py/make_speech_set.py").arg(&demo_dir).arg("--demo"))?;
+    let exe = root.join("target/release/manifold");
+    run(Command::new(&exe).args(["clean"]).arg(demo_dir.join("noisy_speech.wav")).arg("-o").arg(demo_dir.join("noisy_speech.clean.wav")))?;
+    run(Command::new(&exe).args(["latency", "--rate", "48000", "--block", "128"]))?;
+    eprintln!("\nBundles: {}", root.join("target/bundled").display());
+    for e in std::fs::read_dir(root.join("target/bundled"))? {
+        eprintln!("  {}", e?.path().display());
+    }
+    eprintln!("Demo audio: {} (input) -> {} (cleaned)", demo_dir.join("noisy_speech.wav").display(), demo_dir.join("noisy_speech.clean.wav").display());
+    Ok(())
+}
+
+fn test(root: &Path) -> Result<()> {
+    // What the tests need: the runtime and GTCRN, a debug bundle (allocation
+    // checks on), and the noisy-speech set.
+    models::install(root, &["gtcrn".into()])?;
+    bundle(root, &["manifold".into()])?;
+    let py = venv(root)?;
+    run(Command::new(&py).arg("xtask/py/make_speech_set.py").arg(root.join("target/testdata")))?;
+    // Ring 1 and 2: unit tests, in-process CLAP host tests, fault tests.
+    run(Command::new("cargo").args(["test", "--workspace"]))?;
+    // Ring 3: a real third-party VST3 host.
+    run(Command::new(&py).arg("tests/pedalboard_host.py").arg(root.join("target/bundled/Manifold.vst3")).arg(root.join("target/testdata")))?;
+    Ok(())
+}
+
+fn bench(root: &Path) -> Result<()> {
+    models::install(root, &["gtcrn".into()])?;
+    run(Command::new("cargo").args(["bench", "--bench", "realtime"]))
+}
+
+fn install(root: &Path) -> Result<()> {
+    let home = PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?);
+    let bundled = root.join("target/bundled");
+    if !bundled.join("Manifold.clap").is_file() {
+        bail!("no bundles yet: run `cargo xtask demo` (or `cargo xtask bundle manifold --release`) first");
+    }
+    copy_dir(&bundled.join("Manifold.vst3"), &home.join(".vst3/Manifold.vst3"))?;
+    std::fs::create_dir_all(home.join(".clap"))?;
+    std::fs::copy(bundled.join("Manifold.clap"), home.join(".clap/Manifold.clap"))?;
+    let data = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from).unwrap_or(home.join(".local/share")).join("manifold");
+    copy_dir(&root.join("target/manifold-data"), &data)?;
+    eprintln!("Installed ~/.vst3/Manifold.vst3, ~/.clap/Manifold.clap and {}", data.display());
+    Ok(())
+}
