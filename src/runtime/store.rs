@@ -67,11 +67,6 @@ pub fn data_dirs() -> Vec<PathBuf> {
             out.push(anc.join("Resources").join(DATA_DIR_NAME));
         }
     }
-    if let Ok(exe) = std::env::current_exe() {
-        for anc in exe.ancestors().skip(1).take(3) {
-            out.push(anc.join(DATA_DIR_NAME));
-        }
-    }
     if let Some(user) = user_data_dir() {
         out.push(user);
     }

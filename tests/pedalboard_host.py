@@ -1,0 +1,171 @@
+"""Ring 3: Manifold's VST3 bundle in a real third-party host (pedalboard,
+JUCE-based), headless.
+
+usage: python tests/pedalboard_host.py path/to/Manifold.vst3 path/to/testdata
+Prints one line per check and closes with 'N passed, M failed'.
+"""
+import json
+import os
+import sys
+import traceback
+
+import numpy as np
+import pedalboard
+from scipy.io import wavfile
+
+BUNDLE, DATA = sys.argv[1], sys.argv[2]
+results = []
+
+
+def check(name):
+    def wrap(fn):
+        try:
+            detail = fn()
+            results.append((name, True, detail))
+            print(f"ok   {name}: {detail}")
+        except Exception as e:  # noqa: BLE001 - report every failure, keep going
+            results.append((name, False, str(e)))
+            print(f"FAIL {name}: {e}")
+            traceback.print_exc()
+        return fn
+    return wrap
+
+
+def load(name, **params):
+    p = pedalboard.load_plugin(BUNDLE, plugin_name=name)
+    for k, v in params.items():
+        setattr(p, k, v)
+    return p
+
+
+def read(path):
+    rate, x = wavfile.read(os.path.join(DATA, path))
+    return rate, (x.astype(np.float32) / 32768.0 if x.dtype == np.int16 else x.astype(np.float32))
+
+
+def si_sdr(est, ref):
+    est = est - est.mean()
+    ref = ref - ref.mean()
+    a = np.dot(est, ref) / np.dot(ref, ref)
+    t = a * ref
+    return 10 * np.log10(np.sum(t**2) / np.sum((est - t) ** 2))
+
+
+@check("bundle lists the three plugins")
+def _():
+    names = pedalboard.VST3Plugin.get_plugin_names_for_file(BUNDLE)
+    assert sorted(names) == ["Manifold Clean", "Manifold Stems", "Manifold Voice"], names
+    return names
+
+
+@check("Clean lists its parameters and a readable status")
+def _():
+    p = load("Manifold Clean")
+    keys = sorted(p.parameters.keys())
+    for k in ["mix", "bypass", "device", "status"]:
+        assert k in keys, keys
+    x = np.zeros((2, 48000), np.float32)
+    p.process(x, 48000, buffer_size=512)
+    status = str(p.parameters["status"].string_value)
+    assert "GTCRN" in status, status
+    return f"{keys}; status '{status}'"
+
+
+@check("Stems and Voice load with their layouts and pass audio")
+def _():
+    rng = np.random.default_rng(1)
+    x = (0.1 * rng.standard_normal((2, 4800))).astype(np.float32)
+    out = []
+    for name in ["Manifold Stems", "Manifold Voice"]:
+        p = load(name)
+        y = p.process(x, 48000, buffer_size=256)
+        assert np.allclose(y, x, atol=1e-6), name
+        out.append(f"{name}: latency {p.reported_latency_samples}")
+    return out
+
+
+def impulse_delay(rate, block, mix):
+    p = load("Manifold Clean", mix=mix)
+    n = rate
+    x = np.zeros((1, n), np.float32)
+    x[0, n // 3] = 0.5
+    y = p.process(x, rate, buffer_size=block)
+    peak = int(np.argmax(np.abs(y[0])))
+    return p.reported_latency_samples, peak - n // 3, float(np.abs(y[0, peak]))
+
+
+@check("latency is compensated exactly (dry path impulse, several rates and blocks)")
+def _():
+    seen = []
+    for rate in [44100, 48000, 96000]:
+        for block in [64, 480, 1024]:
+            lat, off, amp = impulse_delay(rate, block, 0.0)
+            assert lat > 0, "no latency reported"
+            assert off == 0 and abs(amp - 0.5) < 1e-4, f"{rate} Hz / {block}: impulse moved by {off} (reported {lat})"
+            seen.append(f"{rate}/{block}:{lat}")
+    return ", ".join(seen)
+
+
+@check("wet path is aligned: enhanced speech lines up with the clean speech")
+def _():
+    rate, clean = read("clean_0.wav")
+    _, noisy = read("noisy_0_white_5.wav")
+    p = load("Manifold Clean", mix=100.0)
+    y = p.process(noisy[None, :], rate, buffer_size=256)[0]
+    lags = range(-64, 65)
+    corr = [np.dot(y[64 + l : len(y) - 64 + l], clean[64 : len(clean) - 64]) for l in lags]
+    best = list(lags)[int(np.argmax(corr))]
+    assert best == 0, f"output is {best} samples off the clean speech"
+    return f"cross-correlation peak at lag {best} (reported latency {p.reported_latency_samples})"
+
+
+@check("Clean improves SI-SDR by at least 5 dB on average over noisy speech at 0-10 dB SNR")
+def _():
+    index = json.load(open(os.path.join(DATA, "index.json")))
+    gains, by_noise = [], {}
+    for item in index:
+        rate, clean = read(item["clean"])
+        _, noisy = read(item["noisy"])
+        p = load("Manifold Clean")
+        y = p.process(noisy[None, :], rate, buffer_size=512)[0]
+        g = si_sdr(y, clean) - si_sdr(noisy, clean)
+        gains.append(g)
+        by_noise.setdefault(item["noise"], []).append(g)
+    mean = float(np.mean(gains))
+    table = ", ".join(f"{k} {np.mean(v):+.1f}" for k, v in by_noise.items())
+    assert mean >= 5.0, f"mean SI-SDR improvement {mean:.2f} dB ({table})"
+    return f"mean {mean:+.2f} dB over {len(gains)} files ({table})"
+
+
+@check("stereo: bypass keeps the dry signal aligned and untouched")
+def _():
+    rng = np.random.default_rng(7)
+    x = (0.1 * rng.standard_normal((2, 48000))).astype(np.float32)
+    p = load("Manifold Clean", bypass=True)
+    y = p.process(x, 48000, buffer_size=300)
+    err = float(np.max(np.abs(y - x)))
+    assert err < 1e-5, f"bypassed output differs by {err}"
+    return f"max difference {err:.2e}"
+
+
+@check("bad input never makes the output non-finite")
+def _():
+    rng = np.random.default_rng(3)
+    x = (0.1 * rng.standard_normal((2, 96000))).astype(np.float32)
+    x[:, 1000:1100] = np.nan
+    x[:, 5000:5050] = np.inf
+    x[:, 9000:9050] = -np.inf
+    x[:, 20000:21000] = 1e6
+    x[:, 30000:31000] = 1e-40
+    p = load("Manifold Clean")
+    y = p.process(x, 48000, buffer_size=128)
+    assert np.all(np.isfinite(y)), "non-finite output"
+    tail = y[:, -24000:]
+    assert np.max(np.abs(tail)) < 1.0 and np.std(tail) > 1e-3, "model did not recover after bad input"
+    return f"max |y| {np.max(np.abs(y)):.2f}, tail rms {np.std(tail):.3f}"
+
+
+passed = sum(1 for r in results if r[1])
+failed = len(results) - passed
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
