@@ -318,3 +318,167 @@ impl RealtimeBridge {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipelines::passthrough::StftPassthrough;
+    use crate::pipelines::stream::{HostRateStream, ModelTiming};
+    use crate::pipelines::HopModel;
+    use std::sync::atomic::AtomicBool;
+
+    /// Wet = minus dry (so any hard switch between them is a loud click),
+    /// and optionally far too slow for real time.
+    struct InvertingModel {
+        inner: StftPassthrough,
+        slow: Arc<AtomicBool>,
+    }
+
+    impl HopModel for InvertingModel {
+        fn name(&self) -> &str {
+            "inverting test model"
+        }
+        fn sample_rate(&self) -> u32 {
+            self.inner.sample_rate()
+        }
+        fn hop(&self) -> usize {
+            self.inner.hop()
+        }
+        fn channels(&self) -> usize {
+            self.inner.channels()
+        }
+        fn delay(&self) -> usize {
+            self.inner.delay()
+        }
+        fn process_hop(&mut self, input: &[f32], output: &mut [f32]) {
+            if self.slow.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(40));
+            }
+            self.inner.process_hop(input, output);
+            output.iter_mut().for_each(|x| *x = -*x);
+        }
+        fn reset(&mut self) {
+            self.inner.reset();
+        }
+    }
+
+    const TIMING: ModelTiming = ModelTiming { sample_rate: 16000, hop: 256, delay: 256 };
+
+    fn bridge(rate: u32, block: usize, offline: bool, slow: Arc<AtomicBool>) -> RealtimeBridge {
+        let config = BridgeConfig {
+            sample_rate: rate as f32,
+            channels: 1,
+            max_block: block,
+            offline,
+            stream_latency: HostRateStream::latency_for(TIMING, rate, 1).unwrap(),
+            model_hop_host: 768,
+            label: "test".into(),
+        };
+        let loader: ModelLoader = Box::new(move || Ok(Box::new(InvertingModel { inner: StftPassthrough::new(16000, 512, 256, 1), slow }) as Box<dyn HopModel>));
+        RealtimeBridge::new(config, Arc::new(Telemetry::default()), loader)
+    }
+
+    fn sine(n: usize, rate: f32) -> Vec<f32> {
+        (0..n).map(|i| 0.5 * (2.0 * std::f32::consts::PI * 200.0 * i as f32 / rate).sin()).collect()
+    }
+
+    /// A worker that falls far behind makes the output fade to aligned dry
+    /// (no click), counts the underrun, and comes back aligned.
+    #[test]
+    fn late_worker_fades_to_aligned_dry_and_recovers_without_clicks() {
+        let rate = 48000u32;
+        let block = 128;
+        let slow = Arc::new(AtomicBool::new(false));
+        let mut b = bridge(rate, block, false, slow.clone());
+        let lat = b.latency().total;
+        let seconds = 2.0;
+        let n = (seconds * rate as f64) as usize;
+        let x = sine(n, rate as f32);
+        let mut y = vec![0.0f32; n];
+        let period = Duration::from_secs_f64(block as f64 / rate as f64);
+        let start = Instant::now();
+        for (k, pos) in (0..n).step_by(block).enumerate() {
+            // be late from 0.6 s to 0.9 s
+            let t = pos as f64 / rate as f64;
+            slow.store((0.6..0.9).contains(&t), Ordering::Relaxed);
+            let len = block.min(n - pos);
+            y[pos..pos + len].copy_from_slice(&x[pos..pos + len]);
+            b.process(&mut [&mut y[pos..pos + len]], || 1.0, || 0.0);
+            // pace like a sound card
+            let due = start + period * (k as u32 + 1);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        let tele = b.telemetry().clone();
+        assert!(tele.underrun_events() >= 1, "the slow worker must cause counted underruns");
+        // No clicks anywhere: the largest step is that of the sine plus a 3 ms crossfade.
+        let max_step = y.windows(2).map(|w| (w[1] - w[0]).abs()).fold(0.0f32, f32::max);
+        assert!(max_step < 0.05, "click: sample-to-sample step {max_step}");
+        // During the worst of it the output is the aligned dry signal...
+        let mid = (0.85 * rate as f64) as usize;
+        let mut dry_err = 0.0f32;
+        for i in mid..mid + 2000 {
+            dry_err = dry_err.max((y[i] - x[i - lat]).abs());
+        }
+        // ...and at the end it is the (inverted) wet signal, still aligned.
+        let mut wet_err = 0.0f32;
+        for i in n - 4000..n {
+            wet_err = wet_err.max((y[i] + x[i - lat]).abs());
+        }
+        assert!(wet_err < 0.01, "wet path after recovery misaligned: {wet_err}");
+        assert!(dry_err < 0.01 || tele.underrun_frames() > 0, "dry fallback misaligned: {dry_err}");
+        assert!(dry_err < 0.01, "dry fallback misaligned: {dry_err}");
+    }
+
+    /// Offline rendering never underruns and is bit-for-bit repeatable, with
+    /// the output exactly `latency` samples behind the input.
+    #[test]
+    fn offline_is_deterministic_and_exactly_delayed() {
+        let rate = 44100u32;
+        let render = || {
+            let mut b = bridge(rate, 1000, true, Arc::new(AtomicBool::new(false)));
+            let lat = b.latency().total;
+            let n = 3 * lat + 5000;
+            let x = sine(n, rate as f32);
+            let mut y = x.clone();
+            let mut pos = 0;
+            let mut k = 0;
+            while pos < n {
+                let len = [1usize, 17, 1000, 333, 512][k % 5].min(n - pos);
+                b.process(&mut [&mut y[pos..pos + len]], || 1.0, || 0.0);
+                pos += len;
+                k += 1;
+            }
+            assert_eq!(b.telemetry().underrun_events(), 0);
+            (x, y, lat)
+        };
+        let (x, y1, lat) = render();
+        let (_, y2, _) = render();
+        assert_eq!(y1, y2, "offline output must be deterministic");
+        let err = (2 * lat..x.len()).map(|i| (y1[i] + x[i - lat]).abs()).fold(0.0f32, f32::max);
+        assert!(err < 0.01, "offline output not aligned: {err}");
+    }
+
+    /// Reset in the middle of playback: no non-finite values, wet comes back.
+    #[test]
+    fn reset_resyncs_the_worker() {
+        let rate = 48000u32;
+        let mut b = bridge(rate, 256, true, Arc::new(AtomicBool::new(false)));
+        let lat = b.latency().total;
+        let x = sine(rate as usize, rate as f32);
+        let mut y = x.clone();
+        let half = y.len() / 2;
+        let (a, rest) = y.split_at_mut(half);
+        for c in a.chunks_mut(256) {
+            b.process(&mut [c], || 1.0, || 0.0);
+        }
+        b.reset();
+        for c in rest.chunks_mut(256) {
+            b.process(&mut [c], || 1.0, || 0.0);
+        }
+        let end = y.len();
+        let err = (end - 2000..end).map(|i| (y[i] + x[i - lat]).abs()).fold(0.0f32, f32::max);
+        assert!(err < 0.01, "after reset: {err}");
+    }
+}
