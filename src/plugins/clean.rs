@@ -59,6 +59,7 @@ pub fn gtcrn_timing() -> ModelTiming {
 
 pub fn gtcrn_loader(channels: usize, device: Device) -> ModelLoader {
     Box::new(move || {
+        crate::runtime::onnx::environment()?;
         let installed = store::find_model("gtcrn")?;
         let model = GtcrnEnhancer::load(&installed.file_path(), channels, device)?;
         Ok(Box::new(model) as Box<dyn HopModel>)

@@ -1,0 +1,124 @@
+//! Faults a user can run into, through the real `manifold` binary: a missing
+//! ONNX Runtime library, a truncated model file, unreadable input. Each must
+//! end in a clear message, never a crash.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn installed_data() -> PathBuf {
+    let d = workspace().join("target/manifold-data");
+    assert!(d.join("models/gtcrn/manifest.toml").is_file(), "no installed models: run `cargo xtask models gtcrn` (or `cargo xtask test`)");
+    d
+}
+
+/// The CLI copied into an empty folder, with the per-user data folder
+/// pointed at an empty place, so the only data it can find is what a test
+/// puts in `MANIFOLD_DATA_DIR`.
+struct Sandbox {
+    dir: tempfile::TempDir,
+    exe: PathBuf,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("bin/manifold");
+        std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+        std::fs::copy(env!("CARGO_BIN_EXE_manifold"), &exe).unwrap();
+        Self { dir, exe }
+    }
+    fn run(&self, data: Option<&Path>, args: &[&str]) -> (bool, String) {
+        let mut cmd = Command::new(&self.exe);
+        cmd.args(args).env("XDG_DATA_HOME", self.dir.path().join("xdg")).env("HOME", self.dir.path());
+        match data {
+            Some(d) => cmd.env("MANIFOLD_DATA_DIR", d),
+            None => cmd.env_remove("MANIFOLD_DATA_DIR"),
+        };
+        let out = cmd.output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+}
+
+fn write_noise_wav(path: &Path, seconds: f32) {
+    let spec = hound::WavSpec { channels: 1, sample_rate: 48000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    let mut s = 1u32;
+    for _ in 0..(seconds * 48000.0) as usize {
+        s = s.wrapping_mul(1664525).wrapping_add(1013904223);
+        w.write_sample(((s >> 16) as i16) / 8).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+#[test]
+fn missing_runtime_library_is_reported_clearly() {
+    let sb = Sandbox::new();
+    // The model is there, the runtime library is not.
+    let empty = sb.path("data-without-runtime");
+    std::fs::create_dir_all(empty.join("models/gtcrn")).unwrap();
+    for f in ["manifest.toml", "gtcrn_simple.onnx"] {
+        std::fs::copy(installed_data().join("models/gtcrn").join(f), empty.join("models/gtcrn").join(f)).unwrap();
+    }
+    let input = sb.path("in.wav");
+    write_noise_wav(&input, 0.5);
+    let (ok, err) = sb.run(Some(&empty), &["clean", input.to_str().unwrap(), "-o", sb.path("out.wav").to_str().unwrap()]);
+    assert!(!ok, "must fail without a runtime");
+    assert!(err.contains("ONNX Runtime library not found"), "{err}");
+    assert!(err.contains("cargo xtask models"), "the message says what to do: {err}");
+}
+
+#[test]
+fn truncated_model_file_is_reported_clearly() {
+    let sb = Sandbox::new();
+    let real = installed_data();
+    let data = sb.path("data");
+    std::fs::create_dir_all(data.join("runtime")).unwrap();
+    std::fs::create_dir_all(data.join("models/gtcrn")).unwrap();
+    let lib = "libonnxruntime.so.1.31.1";
+    std::fs::copy(real.join("runtime").join(lib), data.join("runtime").join(lib)).unwrap();
+    std::fs::copy(real.join("models/gtcrn/manifest.toml"), data.join("models/gtcrn/manifest.toml")).unwrap();
+    let bytes = std::fs::read(real.join("models/gtcrn/gtcrn_simple.onnx")).unwrap();
+    std::fs::write(data.join("models/gtcrn/gtcrn_simple.onnx"), &bytes[..bytes.len() / 3]).unwrap();
+    let input = sb.path("in.wav");
+    write_noise_wav(&input, 0.5);
+    let (ok, err) = sb.run(Some(&data), &["clean", input.to_str().unwrap(), "-o", sb.path("out.wav").to_str().unwrap()]);
+    assert!(!ok, "a truncated model must not run");
+    assert!(err.contains("corrupt or unreadable"), "{err}");
+    assert!(!sb.path("out.wav").exists());
+}
+
+#[test]
+fn unreadable_input_is_reported_clearly() {
+    let sb = Sandbox::new();
+    let bogus = sb.path("not-audio.wav");
+    std::fs::write(&bogus, b"this is not a wav file at all").unwrap();
+    let (ok, err) = sb.run(Some(&installed_data()), &["clean", bogus.to_str().unwrap(), "-o", sb.path("o.wav").to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("not a readable audio file"), "{err}");
+    let (ok, err) = sb.run(Some(&installed_data()), &["clean", sb.path("missing.wav").to_str().unwrap(), "-o", sb.path("o.wav").to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("cannot open"), "{err}");
+}
+
+#[test]
+fn cli_output_is_aligned_and_same_length() {
+    let sb = Sandbox::new();
+    let input = sb.path("in.wav");
+    write_noise_wav(&input, 1.3);
+    let out = sb.path("out.wav");
+    let (ok, err) = sb.run(Some(&installed_data()), &["clean", "-q", input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let a = hound::WavReader::open(&input).unwrap();
+    let b = hound::WavReader::open(&out).unwrap();
+    assert_eq!(a.duration(), b.duration());
+    assert_eq!(b.spec().sample_rate, 48000);
+    let samples: Vec<f32> = b.into_samples::<f32>().map(|s| s.unwrap()).collect();
+    assert!(samples.iter().all(|x| x.is_finite()));
+}
