@@ -69,7 +69,7 @@ fn run(cli: Cli) -> Result<(), RenderError> {
             if !quiet {
                 eprintln!("{}", report.status);
                 eprintln!(
-                    "{} Hz, {} ch, {:.1} s: {}; real-time factor {:.3} ({:.1}x real time)",
+                    "{} Hz, {} ch, {:.1} s (offline {}; compensated, output aligned to input); real-time factor {:.3} ({:.1}x real time)",
                     audio.sample_rate,
                     audio.channels.len(),
                     report.audio_seconds,

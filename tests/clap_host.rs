@@ -1,0 +1,875 @@
+//! Ring 2: the built CLAP bundle (`target/bundled/Manifold.clap`) loaded
+//! in-process by a small headless host written with `clack-host`.
+//!
+//! What is checked here, through the plugin's real CLAP entry points (the
+//! same code a DAW runs, a debug build with nice-plug's
+//! `assert_process_allocs`, so any allocation inside `process` aborts this
+//! test process):
+//! 1. the factory lists the three plugins; each instantiates, activates and
+//!    processes with all its ports;
+//! 2. Clean's reported latency equals the measured delay of the dry path,
+//!    to the sample, over every supported rate, stereo and mono, with block
+//!    sizes that change randomly from block to block;
+//! 3. Clean's wet path is aligned to the same latency and really enhances
+//!    speech (offline render mode, so the result does not depend on how fast
+//!    this machine is);
+//! 4. deactivate / re-activate at other rates, stop/start processing and
+//!    `reset` keep the latency exact;
+//! 5. parameter state survives `clap.state` save / load into a new instance.
+//!
+//! Needs `cargo xtask test` (or at least `cargo xtask bundle manifold` and the
+//! speech set in `target/testdata`); a missing prerequisite fails loudly.
+
+use clack_extensions::audio_ports::{AudioPortInfoBuffer, PluginAudioPorts};
+use clack_extensions::audio_ports_config::{AudioPortsConfigBuffer, PluginAudioPortsConfig};
+use clack_extensions::latency::{HostLatency, HostLatencyImpl, PluginLatency};
+use clack_extensions::params::{
+    HostParams, HostParamsImplMainThread, HostParamsImplShared, ParamClearFlags, ParamInfoBuffer, ParamRescanFlags, PluginParams,
+};
+use clack_extensions::render::{PluginRender, RenderMode};
+use clack_extensions::state::PluginState;
+use clack_host::events::event_types::ParamValueEvent;
+use clack_host::prelude::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::cell::Cell;
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+const CLEAN_ID: &str = "com.manifold.clean";
+const STEMS_ID: &str = "com.manifold.stems";
+const VOICE_ID: &str = "com.manifold.voice";
+
+// ---------------------------------------------------------------------------
+// Prerequisites
+// ---------------------------------------------------------------------------
+
+fn workspace_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+fn bundle_path() -> PathBuf {
+    let path = workspace_path("target/bundled/Manifold.clap");
+    assert!(
+        path.is_file(),
+        "{} is missing: build it with `cargo xtask bundle manifold` (or run everything with `cargo xtask test`)",
+        path.display()
+    );
+    path
+}
+
+fn testdata_path(file: &str) -> PathBuf {
+    let dir = workspace_path("target/testdata");
+    let path = dir.join(file);
+    assert!(
+        path.is_file(),
+        "test speech {} is missing: run `cargo xtask test` once, it generates the speech set in {}",
+        path.display(),
+        dir.display()
+    );
+    path
+}
+
+/// A 16-bit mono WAV as f32 samples in [-1, 1), with its sample rate.
+fn read_wav(file: &str) -> (Vec<f32>, u32) {
+    let path = testdata_path(file);
+    let mut reader = hound::WavReader::open(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let spec = reader.spec();
+    assert_eq!((spec.channels, spec.bits_per_sample), (1, 16), "{}: expected 16-bit mono", path.display());
+    let samples = reader.samples::<i16>().map(|s| s.expect("WAV sample") as f32 / 32768.0).collect();
+    (samples, spec.sample_rate)
+}
+
+/// Loads the bundle's CLAP entry (clack caches it, so every test shares one
+/// loaded library).
+fn load_bundle() -> PluginEntry {
+    let path = bundle_path();
+    // SAFETY: loading a CLAP library runs its initialisation code; this is the
+    // project's own bundle, which is exactly what is under test.
+    unsafe { PluginEntry::load(&path) }.unwrap_or_else(|e| panic!("cannot load CLAP entry {}: {e}", path.display()))
+}
+
+fn host_info() -> HostInfo {
+    HostInfo::new("Manifold test host", "Manifold", "https://example.invalid/manifold", "0.1.0").unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// The host side: what the plugin can call back into
+// ---------------------------------------------------------------------------
+
+struct TestHost;
+
+/// Callbacks that may come from any thread (including the audio thread, so
+/// they only touch atomics).
+#[derive(Default)]
+struct HostShared {
+    restart_requested: AtomicBool,
+    process_requested: AtomicBool,
+    callback_requested: AtomicBool,
+    flush_requested: AtomicBool,
+}
+
+impl<'a> SharedHandler<'a> for HostShared {
+    fn request_restart(&self) {
+        self.restart_requested.store(true, Ordering::SeqCst);
+    }
+    fn request_process(&self) {
+        self.process_requested.store(true, Ordering::SeqCst);
+    }
+    fn request_callback(&self) {
+        self.callback_requested.store(true, Ordering::SeqCst);
+    }
+}
+
+impl HostParamsImplShared for HostShared {
+    fn request_flush(&self) {
+        self.flush_requested.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Main-thread callbacks: counted so that tests can report them.
+#[derive(Default)]
+struct HostMainThread {
+    latency_changed: Cell<u32>,
+    param_rescans: Cell<u32>,
+}
+
+impl<'a> MainThreadHandler<'a> for HostMainThread {}
+
+impl HostLatencyImpl for HostMainThread {
+    fn changed(&self) {
+        self.latency_changed.set(self.latency_changed.get() + 1);
+    }
+}
+
+impl HostParamsImplMainThread for HostMainThread {
+    fn rescan(&self, _flags: ParamRescanFlags) {
+        self.param_rescans.set(self.param_rescans.get() + 1);
+    }
+    fn clear(&self, _param_id: ClapId, _flags: ParamClearFlags) {}
+}
+
+impl HostHandlers for TestHost {
+    type Shared<'a> = HostShared;
+    type MainThread<'a> = HostMainThread;
+    type AudioProcessor<'a> = ();
+
+    fn declare_extensions(builder: &mut HostExtensions<Self>, _shared: &Self::Shared<'_>) {
+        builder.register::<HostLatency>().register::<HostParams>();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// One plugin instance driven by the test host
+// ---------------------------------------------------------------------------
+
+/// Channel counts of each audio port, main port first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PortLayout {
+    inputs: Vec<usize>,
+    outputs: Vec<usize>,
+}
+
+/// Planar audio for a set of ports: `[port][channel][frame]`.
+type PortAudio = Vec<Vec<Vec<f32>>>;
+
+#[derive(Debug, Clone)]
+struct ParamDesc {
+    id: ClapId,
+    name: String,
+    min: f64,
+    max: f64,
+    default: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ActiveConfig {
+    sample_rate: f64,
+    max_block: usize,
+}
+
+/// One `start_processing` .. `stop_processing` run on an audio thread.
+struct ProcessRun<'a> {
+    /// `[port][channel][frame]`, one entry per input port of the layout.
+    inputs: &'a PortAudio,
+    /// Block sizes in order; they add up to the input length.
+    blocks: Vec<usize>,
+    /// Parameter changes (id, CLAP value) sent as events with the first block.
+    first_block_params: Vec<(ClapId, f64)>,
+    /// Call the plugin's `reset()` on the audio thread just before this block.
+    reset_before_block: Option<usize>,
+}
+
+impl<'a> ProcessRun<'a> {
+    fn new(inputs: &'a PortAudio, blocks: Vec<usize>) -> Self {
+        let frames = inputs[0][0].len();
+        assert_eq!(blocks.iter().sum::<usize>(), frames, "block sizes must cover the input exactly");
+        Self { inputs, blocks, first_block_params: Vec::new(), reset_before_block: None }
+    }
+}
+
+struct PluginUnderTest {
+    id: String,
+    instance: PluginInstance<TestHost>,
+    processor: Option<StoppedPluginAudioProcessor<TestHost>>,
+    active: Option<ActiveConfig>,
+    latency_ext: Option<PluginLatency>,
+    params_ext: Option<PluginParams>,
+    state_ext: Option<PluginState>,
+    render_ext: Option<PluginRender>,
+    audio_ports_ext: Option<PluginAudioPorts>,
+    audio_ports_config_ext: Option<PluginAudioPortsConfig>,
+    /// Restarts the plugin asked for and this host carried out.
+    restarts_honoured: u32,
+}
+
+impl PluginUnderTest {
+    fn new(entry: &PluginEntry, id: &str) -> Self {
+        let c_id = CString::new(id).unwrap();
+        let mut instance = PluginInstance::<TestHost>::new(|_| HostShared::default(), |_| HostMainThread::default(), entry, &c_id, &host_info())
+            .unwrap_or_else(|e| panic!("cannot instantiate {id}: {e}"));
+        let handle = instance.plugin_handle();
+        Self {
+            id: id.to_string(),
+            latency_ext: handle.get_extension(),
+            params_ext: handle.get_extension(),
+            state_ext: handle.get_extension(),
+            render_ext: handle.get_extension(),
+            audio_ports_ext: handle.get_extension(),
+            audio_ports_config_ext: handle.get_extension(),
+            instance,
+            processor: None,
+            active: None,
+            restarts_honoured: 0,
+        }
+    }
+
+    fn params_ext(&self) -> PluginParams {
+        self.params_ext.unwrap_or_else(|| panic!("{} has no clap.params", self.id))
+    }
+
+    /// Picks the audio port configuration whose main ports have `channels`
+    /// channels (plugin must be inactive).
+    fn select_main_channels(&mut self, channels: usize) {
+        let ext = self.audio_ports_config_ext.unwrap_or_else(|| panic!("{} has no clap.audio-ports-config", self.id));
+        let handle = self.instance.plugin_handle();
+        let mut buffer = AudioPortsConfigBuffer::new();
+        let mut found = None;
+        for index in 0..ext.count(&handle) {
+            let config = ext.get(&handle, index, &mut buffer).expect("audio port config");
+            let main_in = config.main_input.map(|p| p.channel_count as usize);
+            let main_out = config.main_output.map(|p| p.channel_count as usize);
+            if main_in == Some(channels) && main_out == Some(channels) {
+                found = Some(config.id);
+            }
+        }
+        let config_id = found.unwrap_or_else(|| panic!("{} offers no {channels}-channel configuration", self.id));
+        ext.select(&handle, config_id).expect("select audio port config");
+    }
+
+    fn set_render_mode(&mut self, mode: RenderMode) {
+        let ext = self.render_ext.unwrap_or_else(|| panic!("{} has no clap.render", self.id));
+        let handle = self.instance.plugin_handle();
+        ext.set(&handle, mode).expect("set render mode");
+    }
+
+    fn port_layout(&mut self) -> PortLayout {
+        let ext = self.audio_ports_ext.unwrap_or_else(|| panic!("{} has no clap.audio-ports", self.id));
+        let handle = self.instance.plugin_handle();
+        let mut buffer = AudioPortInfoBuffer::new();
+        let mut channels = |is_input: bool| -> Vec<usize> {
+            (0..ext.count(&handle, is_input))
+                .map(|i| ext.get(&handle, i, is_input, &mut buffer).expect("audio port info").channel_count as usize)
+                .collect()
+        };
+        PortLayout { inputs: channels(true), outputs: channels(false) }
+    }
+
+    fn params(&mut self) -> Vec<ParamDesc> {
+        let ext = self.params_ext();
+        let handle = self.instance.plugin_handle();
+        let mut buffer = ParamInfoBuffer::new();
+        (0..ext.count(&handle))
+            .map(|i| {
+                let info = ext.get_info(&handle, i, &mut buffer).expect("param info");
+                ParamDesc {
+                    id: info.id,
+                    name: String::from_utf8_lossy(info.name).into_owned(),
+                    min: info.min_value,
+                    max: info.max_value,
+                    default: info.default_value,
+                }
+            })
+            .collect()
+    }
+
+    fn param(&mut self, name: &str) -> ParamDesc {
+        let params = self.params();
+        let names: Vec<String> = params.iter().map(|p| p.name.clone()).collect();
+        params.into_iter().find(|p| p.name == name).unwrap_or_else(|| panic!("{} has no parameter {name:?} (has {names:?})", self.id))
+    }
+
+    /// The parameter's current CLAP value (read through `clap.params`).
+    fn param_value(&mut self, name: &str) -> f64 {
+        let id = self.param(name).id;
+        let ext = self.params_ext();
+        ext.get_value(&self.instance.plugin_handle(), id).unwrap_or_else(|| panic!("no value for {name}"))
+    }
+
+    /// How the plugin displays the parameter's current value.
+    fn param_text(&mut self, name: &str) -> String {
+        let value = self.param_value(name);
+        let id = self.param(name).id;
+        let ext = self.params_ext();
+        let mut text = [0u8; 512];
+        let shown = ext.value_to_text(&self.instance.plugin_handle(), id, value, &mut text).expect("value_to_text");
+        String::from_utf8_lossy(shown).into_owned()
+    }
+
+    /// Sets a parameter (CLAP value) through `clap.params.flush` while the
+    /// plugin is inactive, as a host does when it restores automation before
+    /// playback.
+    fn set_param_while_inactive(&mut self, name: &str, value: f64) {
+        let id = self.param(name).id;
+        let ext = self.params_ext();
+        let mut events = EventBuffer::with_capacity(1);
+        events.push(&ParamValueEvent::new(0, id, Pckn::match_all(), value));
+        let mut out = EventBuffer::with_capacity(16);
+        let mut handle = self.instance.inactive_plugin_handle().expect("set_param_while_inactive needs an inactive plugin");
+        ext.flush(&mut handle, &events.as_input(), &mut out.as_output());
+    }
+
+    /// Activates at `sample_rate` / `max_block`, honouring restart requests
+    /// the way a host does (deactivate, activate again with the same
+    /// configuration).
+    ///
+    /// nice-plug 0.4.2's CLAP wrapper sends the latency set in `activate` only
+    /// after it has marked itself active, so it asks for a restart (and tells
+    /// `clap.latency.changed` during the next activation) whenever the latency
+    /// differs from the previous activation's. `clap.latency.get` is already
+    /// right before the restart; this checks it stays the same across it and
+    /// that the requests stop.
+    fn activate(&mut self, sample_rate: f64, max_block: usize) {
+        self.activate_once(sample_rate, max_block);
+        let latency = self.latency_ext.map(|_| self.latency());
+        let mut restarts = 0;
+        while self.instance.access_shared_handler(|s| s.restart_requested.swap(false, Ordering::SeqCst)) {
+            restarts += 1;
+            assert!(restarts <= 2, "{}: keeps requesting restarts after activate({sample_rate}, {max_block})", self.id);
+            self.deactivate();
+            self.activate_once(sample_rate, max_block);
+        }
+        self.restarts_honoured += restarts;
+        assert_eq!(self.latency_ext.map(|_| self.latency()), latency, "{}: latency changed across a restart", self.id);
+    }
+
+    fn activate_once(&mut self, sample_rate: f64, max_block: usize) {
+        assert!(self.processor.is_none(), "already active");
+        let config = PluginAudioConfiguration { sample_rate, min_frames_count: 1, max_frames_count: max_block as u32 };
+        let processor = self.instance.activate(|_, _| (), config).unwrap_or_else(|e| panic!("{}: activate({sample_rate}, {max_block}) failed: {e}", self.id));
+        self.processor = Some(processor);
+        self.active = Some(ActiveConfig { sample_rate, max_block });
+    }
+
+    fn deactivate(&mut self) {
+        if let Some(processor) = self.processor.take() {
+            self.instance.deactivate(processor);
+        }
+        self.active = None;
+    }
+
+    /// The latency reported through `clap.latency` (read while active, as
+    /// hosts do after activation).
+    fn latency(&mut self) -> usize {
+        assert!(self.active.is_some(), "latency is read after activation");
+        let ext = self.latency_ext.unwrap_or_else(|| panic!("{} has no clap.latency", self.id));
+        ext.get(&self.instance.plugin_handle()) as usize
+    }
+
+    fn latency_changed_notifications(&self) -> u32 {
+        self.instance.access_handler(|h| h.latency_changed.get())
+    }
+
+    fn restart_requested(&self) -> bool {
+        self.instance.access_shared_handler(|s| s.restart_requested.load(Ordering::SeqCst))
+    }
+
+    /// Answers a pending `request_callback` on the main thread.
+    fn pump_main_thread(&mut self) {
+        if self.instance.access_shared_handler(|s| s.callback_requested.swap(false, Ordering::SeqCst)) {
+            self.instance.call_on_main_thread_callback();
+        }
+    }
+
+    fn save_state(&mut self) -> Vec<u8> {
+        let ext = self.state_ext.unwrap_or_else(|| panic!("{} has no clap.state", self.id));
+        let mut bytes = Vec::new();
+        ext.save(&self.instance.plugin_handle(), &mut bytes).expect("state save");
+        bytes
+    }
+
+    fn load_state(&mut self, bytes: &[u8]) {
+        let ext = self.state_ext.unwrap_or_else(|| panic!("{} has no clap.state", self.id));
+        let mut reader = bytes;
+        ext.load(&self.instance.plugin_handle(), &mut reader).expect("state load");
+    }
+
+    /// Runs `run` on a dedicated audio thread (start_processing, one process
+    /// call per block, stop_processing) and returns the output of every
+    /// output port, `[port][channel][frame]`.
+    fn process(&mut self, run: &ProcessRun) -> PortAudio {
+        let layout = self.port_layout();
+        assert_eq!(run.inputs.len(), layout.inputs.len(), "one input buffer set per input port");
+        for (port, &channels) in run.inputs.iter().zip(&layout.inputs) {
+            assert_eq!(port.len(), channels, "input port channel count");
+        }
+        let max_block = self.active.expect("process needs an active plugin").max_block;
+        assert!(run.blocks.iter().all(|&b| (1..=max_block).contains(&b)), "block sizes must be in 1..={max_block}");
+        let processor = self.processor.take().expect("process needs an active plugin");
+
+        let (processor, outputs) = std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("test-host-audio".into())
+                .spawn_scoped(scope, || audio_thread(processor, &layout, max_block, run))
+                .expect("spawn audio thread")
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        });
+        self.processor = Some(processor);
+        self.pump_main_thread();
+        outputs
+    }
+}
+
+impl Drop for PluginUnderTest {
+    fn drop(&mut self) {
+        self.deactivate();
+    }
+}
+
+/// The audio thread of [`PluginUnderTest::process`]. Everything the host
+/// needs is allocated before `start_processing`; the plugin is only called
+/// with preallocated buffers.
+fn audio_thread(
+    processor: StoppedPluginAudioProcessor<TestHost>,
+    layout: &PortLayout,
+    max_block: usize,
+    run: &ProcessRun,
+) -> (StoppedPluginAudioProcessor<TestHost>, PortAudio) {
+    let frames: usize = run.blocks.iter().sum();
+    let mut outputs: PortAudio = layout.outputs.iter().map(|&c| vec![vec![0.0; frames]; c]).collect();
+    let mut input_blocks: PortAudio = layout.inputs.iter().map(|&c| vec![vec![0.0; max_block]; c]).collect();
+    let mut output_blocks: PortAudio = layout.outputs.iter().map(|&c| vec![vec![0.0; max_block]; c]).collect();
+    let mut input_ports = AudioPorts::with_capacity(layout.inputs.iter().sum(), layout.inputs.len());
+    let mut output_ports = AudioPorts::with_capacity(layout.outputs.iter().sum(), layout.outputs.len());
+    let mut input_events = EventBuffer::with_capacity(run.first_block_params.len().max(1));
+    let mut output_events = EventBuffer::with_capacity(256);
+
+    let mut processor = processor.start_processing().expect("start_processing failed");
+    let mut pos = 0;
+    for (k, &len) in run.blocks.iter().enumerate() {
+        if run.reset_before_block == Some(k) {
+            processor.reset();
+        }
+        for (port, block) in run.inputs.iter().zip(input_blocks.iter_mut()) {
+            for (channel, block_channel) in port.iter().zip(block.iter_mut()) {
+                block_channel[..len].copy_from_slice(&channel[pos..pos + len]);
+            }
+        }
+        // Poison the outputs: whatever the plugin leaves unwritten shows up.
+        for block in output_blocks.iter_mut() {
+            for block_channel in block.iter_mut() {
+                block_channel[..len].fill(1234.5);
+            }
+        }
+        input_events.clear();
+        if k == 0 {
+            for &(id, value) in &run.first_block_params {
+                input_events.push(&ParamValueEvent::new(0, id, Pckn::match_all(), value));
+            }
+        }
+        output_events.clear();
+        {
+            let input_audio = input_ports.with_input_buffers(input_blocks.iter_mut().map(|port| AudioPortBuffer {
+                latency: 0,
+                channels: AudioPortBufferType::f32_input_only(port.iter_mut().map(|c| InputChannel::variable(&mut c[..len]))),
+            }));
+            let mut output_audio = output_ports.with_output_buffers(output_blocks.iter_mut().map(|port| AudioPortBuffer {
+                latency: 0,
+                channels: AudioPortBufferType::f32_output_only(port.iter_mut().map(|c| &mut c[..len])),
+            }));
+            processor
+                .process(&input_audio, &mut output_audio, &input_events.as_input(), &mut output_events.as_output(), Some(pos as u64), None)
+                .unwrap_or_else(|e| panic!("process failed at frame {pos} (block {k}, {len} frames): {e}"));
+        }
+        for (port, block) in outputs.iter_mut().zip(output_blocks.iter()) {
+            for (channel, block_channel) in port.iter_mut().zip(block.iter()) {
+                channel[pos..pos + len].copy_from_slice(&block_channel[..len]);
+            }
+        }
+        pos += len;
+    }
+    (processor.stop_processing(), outputs)
+}
+
+// ---------------------------------------------------------------------------
+// Signals and measurements
+// ---------------------------------------------------------------------------
+
+/// Random block sizes in `1..=max_block` covering `frames`.
+fn random_blocks(rng: &mut StdRng, frames: usize, max_block: usize) -> Vec<usize> {
+    let mut blocks = Vec::new();
+    let mut left = frames;
+    while left > 0 {
+        let b = rng.gen_range(1..=max_block).min(left);
+        blocks.push(b);
+        left -= b;
+    }
+    blocks
+}
+
+fn fixed_blocks(frames: usize, block: usize) -> Vec<usize> {
+    let mut blocks = vec![block; frames / block];
+    if frames % block > 0 {
+        blocks.push(frames % block);
+    }
+    blocks
+}
+
+fn noise(rng: &mut StdRng, frames: usize, amplitude: f32) -> Vec<f32> {
+    (0..frames).map(|_| rng.gen_range(-amplitude..amplitude)).collect()
+}
+
+/// Mix is a linear 0..100 % parameter; its CLAP value spans `min..max`.
+fn mix_value(mix: &ParamDesc, percent: f64) -> f64 {
+    mix.min + (mix.max - mix.min) * percent / 100.0
+}
+
+/// Position of the largest magnitude sample.
+fn peak_index(x: &[f32]) -> usize {
+    x.iter().enumerate().fold((0, -1.0f32), |best, (i, v)| if v.abs() > best.1 { (i, v.abs()) } else { best }).0
+}
+
+fn si_sdr_db(estimate: &[f32], reference: &[f32]) -> f64 {
+    assert_eq!(estimate.len(), reference.len());
+    let mean = |x: &[f32]| x.iter().map(|&v| v as f64).sum::<f64>() / x.len() as f64;
+    let (me, mr) = (mean(estimate), mean(reference));
+    let e: Vec<f64> = estimate.iter().map(|&v| v as f64 - me).collect();
+    let r: Vec<f64> = reference.iter().map(|&v| v as f64 - mr).collect();
+    let dot: f64 = e.iter().zip(&r).map(|(a, b)| a * b).sum();
+    let energy: f64 = r.iter().map(|b| b * b).sum();
+    let scale = dot / energy;
+    let target: f64 = r.iter().map(|b| (scale * b).powi(2)).sum();
+    let residual: f64 = e.iter().zip(&r).map(|(a, b)| (a - scale * b).powi(2)).sum();
+    10.0 * (target / residual).log10()
+}
+
+/// The lag in `-max_lag..=max_lag` that maximises sum(y[t + lag] * x[t]).
+fn best_lag(y: &[f32], x: &[f32], max_lag: usize) -> i64 {
+    let n = y.len().min(x.len());
+    let m = max_lag as i64;
+    (-m..=m)
+        .map(|lag| {
+            let corr: f64 = (max_lag..n - max_lag).map(|t| y[(t as i64 + lag) as usize] as f64 * x[t] as f64).sum();
+            (lag, corr)
+        })
+        .fold((0, f64::NEG_INFINITY), |best, c| if c.1 > best.1 { c } else { best })
+        .0
+}
+
+/// Measures Clean's dry path (Mix must be 0): random noise plus one impulse
+/// per channel, random block sizes. Returns the measured delay (the same on
+/// every channel) after checking that the whole output is exactly the input
+/// delayed by the reported latency.
+fn measure_dry_delay(plugin: &mut PluginUnderTest, rng: &mut StdRng, latency: usize, label: &str) -> usize {
+    let ActiveConfig { max_block, sample_rate } = plugin.active.expect("active");
+    let channels = plugin.port_layout().inputs[0];
+    let frames = latency + 4 * max_block + (sample_rate as usize / 10);
+    let mut input = vec![Vec::new(); channels];
+    let mut impulse_at = Vec::new();
+    for (c, channel) in input.iter_mut().enumerate() {
+        *channel = noise(rng, frames, 0.05);
+        let at = rng.gen_range(frames / 8..frames - latency - 64);
+        channel[at] = if c % 2 == 0 { 0.9 } else { -0.7 };
+        impulse_at.push(at);
+    }
+    let inputs = vec![input];
+    let blocks = random_blocks(rng, frames, max_block);
+    let output = plugin.process(&ProcessRun::new(&inputs, blocks));
+    let mut measured = None;
+    for c in 0..channels {
+        let y = &output[0][c];
+        let x = &inputs[0][c];
+        let peak = peak_index(y);
+        let delay = peak as i64 - impulse_at[c] as i64;
+        assert_eq!(delay, latency as i64, "{label}: channel {c}: impulse at {} came out at {peak} (delay {delay}), reported latency {latency}", impulse_at[c]);
+        // Not just the impulse: every sample is the input, exactly delayed.
+        for t in 0..frames {
+            let expected = if t >= latency { x[t - latency] } else { 0.0 };
+            assert!(y[t] == expected, "{label}: channel {c}, frame {t}: got {} expected {expected} (input delayed by {latency})", y[t]);
+        }
+        measured = Some(delay as usize);
+    }
+    measured.unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------
+
+/// 1. The factory lists the three plugins; each instantiates, activates and
+///    processes a few blocks with all of its ports.
+#[test]
+fn bundle_lists_three_plugins_and_each_processes_with_its_ports() {
+    let entry = load_bundle();
+    let factory = entry.get_plugin_factory().expect("the bundle has a plugin factory");
+    let mut ids: Vec<String> = factory.plugin_descriptors().map(|d| d.id().expect("plugin id").to_string_lossy().into_owned()).collect();
+    ids.sort();
+    assert_eq!(ids, [CLEAN_ID, STEMS_ID, VOICE_ID], "plugins listed by the factory");
+
+    let rate = 48000.0;
+    let max_block = 512;
+    let frames = 8 * max_block - 77;
+    let mut rng = StdRng::seed_from_u64(1);
+    // (plugin, main channels to select, expected layout)
+    let cases: [(&str, Option<usize>, PortLayout); 4] = [
+        (CLEAN_ID, Some(2), PortLayout { inputs: vec![2], outputs: vec![2] }),
+        (CLEAN_ID, Some(1), PortLayout { inputs: vec![1], outputs: vec![1] }),
+        (STEMS_ID, None, PortLayout { inputs: vec![2], outputs: vec![2, 2, 2] }),
+        (VOICE_ID, None, PortLayout { inputs: vec![2, 2], outputs: vec![2] }),
+    ];
+    for (id, main_channels, expected_layout) in cases {
+        let mut plugin = PluginUnderTest::new(&entry, id);
+        if let Some(channels) = main_channels {
+            plugin.select_main_channels(channels);
+        }
+        let layout = plugin.port_layout();
+        assert_eq!(layout, expected_layout, "{id}: audio ports");
+        plugin.activate(rate, max_block);
+        let latency = plugin.latency();
+        let inputs: PortAudio = layout.inputs.iter().map(|&c| (0..c).map(|_| noise(&mut rng, frames, 0.3)).collect()).collect();
+        let blocks = random_blocks(&mut rng, frames, max_block);
+        let outputs = plugin.process(&ProcessRun::new(&inputs, blocks));
+        assert_eq!(outputs.len(), layout.outputs.len());
+        for (p, port) in outputs.iter().enumerate() {
+            for (c, channel) in port.iter().enumerate() {
+                assert!(channel.iter().all(|v| v.is_finite() && v.abs() < 10.0), "{id}: output port {p} channel {c} has non-finite or unwritten samples");
+            }
+        }
+        match id {
+            CLEAN_ID => assert!(latency > 0, "Clean must report its latency"),
+            // Stems and Voice pass the main input through (no latency); the stem
+            // outputs are written (silent) even though the host poisoned them.
+            _ => {
+                assert_eq!(latency, 0, "{id}: latency");
+                assert_eq!(outputs[0], inputs[0], "{id}: main output passes the input through");
+                for (p, port) in outputs.iter().enumerate().skip(1) {
+                    assert!(port.iter().flatten().all(|&v| v == 0.0), "{id}: aux output {p} must be silent");
+                }
+            }
+        }
+        let status = plugin.param_text("Status");
+        println!(
+            "{id} {layout:?}: latency {latency} at {rate} Hz / {max_block}, {} restart(s) honoured on activation; status '{status}'",
+            plugin.restarts_honoured
+        );
+        assert!(!plugin.restart_requested(), "{id} asked for a restart while processing");
+        plugin.deactivate();
+    }
+}
+
+/// 2. Clean's reported latency equals the measured impulse delay of the dry
+///    path (Mix = 0), exactly, at every rate, stereo and mono, with random
+///    block sizes.
+#[test]
+fn clean_reported_latency_equals_measured_dry_delay() {
+    let entry = load_bundle();
+    let mut rng = StdRng::seed_from_u64(2);
+    // (rate, main channels, max block)
+    let mut configs = Vec::new();
+    for rate in [44100.0, 48000.0, 88200.0, 96000.0, 192000.0] {
+        configs.push((rate, 2, 1024));
+        configs.push((rate, 1, 128));
+    }
+    configs.push((48000.0, 2, 8192));
+    configs.push((192000.0, 2, 8192));
+    configs.push((44100.0, 1, 8192));
+
+    let started = Instant::now();
+    for (rate, channels, max_block) in configs {
+        let mut plugin = PluginUnderTest::new(&entry, CLEAN_ID);
+        plugin.select_main_channels(channels);
+        let mix = plugin.param("Mix");
+        plugin.set_param_while_inactive("Mix", mix_value(&mix, 0.0));
+        plugin.activate(rate, max_block);
+        let latency = plugin.latency();
+        let label = format!("{rate} Hz, {channels} ch, max block {max_block}");
+        let measured = measure_dry_delay(&mut plugin, &mut rng, latency, &label);
+        println!("latency {label}: reported {latency}, measured {measured} ({:.2} ms)", latency as f64 * 1000.0 / rate);
+        plugin.deactivate();
+    }
+    println!("latency sweep took {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// 3. Clean's wet path (Mix = 100) is aligned to the reported latency and
+///    enhances noisy speech by at least 5 dB SI-SDR. Offline render mode: the
+///    plugin waits for its model, so the result is the same on any machine.
+#[test]
+fn clean_wet_path_is_aligned_and_enhances_speech() {
+    let (clean, file_rate) = read_wav("clean_0.wav");
+    let (noisy, noisy_rate) = read_wav("noisy_0_white_5.wav");
+    assert_eq!(file_rate, noisy_rate);
+    assert_eq!(clean.len(), noisy.len());
+    let entry = load_bundle();
+    let mut rng = StdRng::seed_from_u64(3);
+    // At 44100 Hz the 48 kHz recording is simply played as 44.1 kHz material
+    // (slightly slower speech): the clean reference is the same file, so
+    // alignment and SI-SDR are judged exactly as at 48 kHz.
+    for (rate, channels, max_block, random) in [(48000.0, 1, 512, true), (44100.0, 2, 1024, false)] {
+        let started = Instant::now();
+        let mut plugin = PluginUnderTest::new(&entry, CLEAN_ID);
+        plugin.select_main_channels(channels);
+        let mix = plugin.param("Mix");
+        assert_eq!(plugin.param_value("Mix"), mix_value(&mix, 100.0), "Mix defaults to 100 %");
+        plugin.set_render_mode(RenderMode::Offline);
+        plugin.activate(rate, max_block);
+        let latency = plugin.latency();
+
+        // Pad so that the delayed output covers the whole recording.
+        let mut padded = noisy.clone();
+        padded.resize(noisy.len() + latency + max_block, 0.0);
+        let inputs = vec![vec![padded; channels]];
+        let frames = inputs[0][0].len();
+        let blocks = if random { random_blocks(&mut rng, frames, max_block) } else { fixed_blocks(frames, max_block) };
+        let output = plugin.process(&ProcessRun::new(&inputs, blocks));
+        let status = plugin.param_text("Status");
+
+        let noisy_sdr = si_sdr_db(&noisy, &clean);
+        for (c, y) in output[0].iter().enumerate() {
+            // Output sample t belongs to input sample t - latency.
+            let aligned = &y[latency..latency + clean.len()];
+            let lag = best_lag(aligned, &clean, 64);
+            let enhanced_sdr = si_sdr_db(aligned, &clean);
+            println!(
+                "wet {rate} Hz, {channels} ch, max block {max_block}: latency {latency}, cross-correlation peak at lag {lag}, SI-SDR noisy {noisy_sdr:.2} dB -> enhanced {enhanced_sdr:.2} dB ({:+.2} dB), {:.1} s; status '{status}'",
+                enhanced_sdr - noisy_sdr,
+                started.elapsed().as_secs_f64()
+            );
+            assert_eq!(lag, 0, "{rate} Hz channel {c}: enhanced speech is {lag} samples off the clean speech (latency {latency}); status '{status}'");
+            assert!(
+                enhanced_sdr - noisy_sdr >= 5.0,
+                "{rate} Hz channel {c}: SI-SDR {noisy_sdr:.2} -> {enhanced_sdr:.2} dB, less than 5 dB better; status '{status}'"
+            );
+        }
+        assert!(!status.contains("underrun"), "offline rendering must never underrun: '{status}'");
+        plugin.deactivate();
+    }
+}
+
+/// 4. Deactivate and re-activate at other rates: the latency is re-read and
+///    still equals the measured delay. Stopping/starting processing and
+///    `reset()` in the middle of a run keep it exact.
+#[test]
+fn clean_reactivation_and_reset_keep_latency_exact() {
+    let entry = load_bundle();
+    let mut rng = StdRng::seed_from_u64(4);
+    let mut plugin = PluginUnderTest::new(&entry, CLEAN_ID);
+    plugin.select_main_channels(2);
+    let mix = plugin.param("Mix");
+    plugin.set_param_while_inactive("Mix", mix_value(&mix, 0.0));
+
+    let mut previous_latency = None;
+    for (rate, max_block) in [(48000.0, 512), (96000.0, 2048), (44100.0, 256), (48000.0, 512)] {
+        let notified_before = plugin.latency_changed_notifications();
+        plugin.activate(rate, max_block);
+        let latency = plugin.latency();
+        let label = format!("re-activated at {rate} Hz / {max_block}");
+        // Once the activation (and the restart it asked for) is done, the host
+        // has been told about every latency change.
+        if previous_latency != Some(latency) {
+            assert!(plugin.latency_changed_notifications() > notified_before, "{label}: latency {previous_latency:?} -> {latency} without clap.latency.changed");
+        }
+        previous_latency = Some(latency);
+
+        // Two separate processing runs (stop/start in between).
+        let first = measure_dry_delay(&mut plugin, &mut rng, latency, &label);
+        let second = measure_dry_delay(&mut plugin, &mut rng, latency, &format!("{label}, after stop/start processing"));
+
+        // reset() in the middle of a run: the history before it is dropped,
+        // the delay stays the same.
+        let frames = latency + 6 * max_block;
+        let x: Vec<Vec<f32>> = (0..2).map(|_| noise(&mut rng, frames, 0.2)).collect();
+        let inputs = vec![x];
+        let blocks = random_blocks(&mut rng, frames, max_block);
+        let reset_block = blocks.len() / 2;
+        let reset_at: usize = blocks[..reset_block].iter().sum();
+        let mut run = ProcessRun::new(&inputs, blocks);
+        run.reset_before_block = Some(reset_block);
+        let output = plugin.process(&run);
+        for c in 0..2 {
+            let (x, y) = (&inputs[0][c], &output[0][c]);
+            for t in 0..frames {
+                let from_before_reset = t >= reset_at && t < reset_at + latency;
+                let expected = if t < latency || from_before_reset { 0.0 } else { x[t - latency] };
+                assert!(y[t] == expected, "{label}, reset at frame {reset_at}: channel {c}, frame {t}: got {} expected {expected}", y[t]);
+            }
+        }
+        assert!(!plugin.restart_requested(), "{label}: Clean asked for a restart while processing");
+        println!(
+            "{label}: reported {latency}, measured {first} and {second} (after stop/start), exact after reset; clap.latency.changed calls so far {}, restarts honoured so far {}",
+            plugin.latency_changed_notifications(),
+            plugin.restarts_honoured
+        );
+        plugin.deactivate();
+    }
+}
+
+/// 5. Parameter state survives `clap.state`: Mix set by a process event,
+///    Bypass by a params flush, saved, loaded into a fresh instance, read
+///    back through `clap.params`.
+#[test]
+fn clean_state_save_and_restore_keeps_parameters() {
+    let entry = load_bundle();
+    let mut plugin = PluginUnderTest::new(&entry, CLEAN_ID);
+    let mix = plugin.param("Mix");
+    let bypass = plugin.param("Bypass");
+    assert_eq!(mix.default, mix_value(&mix, 100.0), "Mix defaults to 100 %");
+    let wanted_mix = mix_value(&mix, 37.5);
+
+    plugin.set_param_while_inactive("Bypass", bypass.max);
+    plugin.activate(48000.0, 256);
+    let frames = 4 * 256;
+    let inputs = vec![vec![vec![0.0f32; frames]; 2]];
+    let mut run = ProcessRun::new(&inputs, fixed_blocks(frames, 256));
+    run.first_block_params = vec![(mix.id, wanted_mix)];
+    plugin.process(&run);
+    plugin.deactivate();
+
+    assert_eq!(plugin.param_value("Mix"), wanted_mix, "Mix after the process event");
+    assert_eq!(plugin.param_value("Bypass"), bypass.max, "Bypass after the flush");
+    let mix_text = plugin.param_text("Mix");
+    assert!(mix_text.contains("37.5"), "Mix shows as '{mix_text}'");
+    let state = plugin.save_state();
+    assert!(!state.is_empty(), "empty state");
+
+    let mut restored = PluginUnderTest::new(&entry, CLEAN_ID);
+    assert_eq!(restored.param_value("Mix"), mix.default, "a fresh instance starts at the default");
+    restored.load_state(&state);
+    restored.pump_main_thread();
+    let restored_mix = restored.param_value("Mix");
+    let restored_bypass = restored.param_value("Bypass");
+    println!(
+        "state: {} bytes; Mix {wanted_mix} ('{mix_text}') -> restored {restored_mix} ('{}'), Bypass -> {restored_bypass}",
+        state.len(),
+        restored.param_text("Mix")
+    );
+    assert_eq!(restored_mix, wanted_mix, "Mix after state load");
+    assert_eq!(restored_bypass, bypass.max, "Bypass after state load");
+
+    // The restored instance still runs.
+    restored.activate(48000.0, 256);
+    restored.process(&ProcessRun::new(&inputs, fixed_blocks(frames, 256)));
+    restored.deactivate();
+}
