@@ -531,11 +531,7 @@ fn random_blocks(rng: &mut StdRng, frames: usize, max_block: usize) -> Vec<usize
 }
 
 fn fixed_blocks(frames: usize, block: usize) -> Vec<usize> {
-    let mut blocks = vec![block; frames / block];
-    if frames % block > 0 {
-        blocks.push(frames % block);
-    }
-    blocks
+    (0..frames).step_by(block).map(|start| block.min(frames - start)).collect()
 }
 
 fn noise(rng: &mut StdRng, frames: usize, amplitude: f32) -> Vec<f32> {
