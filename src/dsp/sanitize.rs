@@ -8,9 +8,7 @@ pub const TINY: f32 = 1.0e-30;
 
 #[inline]
 pub fn sanitize_sample(x: f32) -> f32 {
-    if !x.is_finite() {
-        0.0
-    } else if x.abs() < TINY {
+    if !x.is_finite() || x.abs() < TINY {
         0.0
     } else {
         x.clamp(-MAX_ABS, MAX_ABS)

@@ -193,51 +193,40 @@ impl HostRateStream {
         let c = self.channels;
         self.host_in.push_planar(&input[..c * frames], frames);
 
-        // host -> model rate
-        match self.down.as_mut() {
-            None => {
-                let n = self.host_in.len();
-                self.host_in.pop_planar(&mut self.scratch_a[..c * n], n);
-                self.model_in.push_planar(&self.scratch_a[..c * n], n);
-            }
-            Some(r) => {
-                let (ci, co) = (r.chunk_in(), r.chunk_out());
-                while self.host_in.len() >= ci {
-                    self.host_in.pop_planar(&mut self.scratch_a[..c * ci], ci);
-                    r.process(&self.scratch_a[..c * ci], &mut self.scratch_b[..c * co]);
-                    self.model_in.push_planar(&self.scratch_b[..c * co], co);
-                }
-            }
-        }
-
-        // model hops
+        // host -> model rate, model hops, model -> host rate
+        resample_stage(self.down.as_mut(), &mut self.host_in, &mut self.model_in, &mut self.scratch_a, &mut self.scratch_b);
         let hop = self.model.hop();
         while self.model_in.len() >= hop {
             self.model_in.pop_planar(&mut self.scratch_a[..c * hop], hop);
             self.model.process_hop(&self.scratch_a[..c * hop], &mut self.scratch_b[..c * hop]);
             self.model_out.push_planar(&self.scratch_b[..c * hop], hop);
         }
-
-        // model -> host rate
-        match self.up.as_mut() {
-            None => {
-                let n = self.model_out.len();
-                self.model_out.pop_planar(&mut self.scratch_a[..c * n], n);
-                self.host_out.push_planar(&self.scratch_a[..c * n], n);
-            }
-            Some(r) => {
-                let (ci, co) = (r.chunk_in(), r.chunk_out());
-                while self.model_out.len() >= ci {
-                    self.model_out.pop_planar(&mut self.scratch_a[..c * ci], ci);
-                    r.process(&self.scratch_a[..c * ci], &mut self.scratch_b[..c * co]);
-                    self.host_out.push_planar(&self.scratch_b[..c * co], co);
-                }
-            }
-        }
+        resample_stage(self.up.as_mut(), &mut self.model_out, &mut self.host_out, &mut self.scratch_a, &mut self.scratch_b);
 
         if !self.host_out.pop_planar(&mut output[..c * frames], frames) {
             // Cannot happen when `prefill` is right; never hand out stale data.
             output[..c * frames].fill(0.0);
+        }
+    }
+}
+
+/// Moves every complete resampler chunk from `from` to `to` (everything,
+/// unchanged, when there is no resampler).
+fn resample_stage(resampler: Option<&mut ChunkResampler>, from: &mut PlanarFifo, to: &mut PlanarFifo, scratch_in: &mut [f32], scratch_out: &mut [f32]) {
+    let c = from.channels();
+    match resampler {
+        None => {
+            let n = from.len();
+            from.pop_planar(&mut scratch_in[..c * n], n);
+            to.push_planar(&scratch_in[..c * n], n);
+        }
+        Some(r) => {
+            let (ci, co) = (r.chunk_in(), r.chunk_out());
+            while from.len() >= ci {
+                from.pop_planar(&mut scratch_in[..c * ci], ci);
+                r.process(&scratch_in[..c * ci], &mut scratch_out[..c * co]);
+                to.push_planar(&scratch_out[..c * co], co);
+            }
         }
     }
 }

@@ -74,3 +74,21 @@ impl BypassFade {
         self.value
     }
 }
+
+/// Parameters of a plugin whose processing is not wired in yet: bypass and
+/// the status line that says so.
+#[derive(Params)]
+pub struct PlaceholderParams {
+    #[id = "bypass"]
+    pub bypass: BoolParam,
+    #[id = "status"]
+    pub status: IntParam,
+}
+
+impl PlaceholderParams {
+    pub fn new(status: &str) -> Self {
+        let telemetry = Arc::new(Telemetry::default());
+        telemetry.set_status(status);
+        Self { bypass: bypass_param(), status: status_param(telemetry) }
+    }
+}

