@@ -12,7 +12,7 @@
 use manifold::bridge::{Telemetry, WorkerState};
 use manifold::pipelines::enhance_gtcrn::{GtcrnEnhancer, HOP};
 use manifold::pipelines::stream::HostRateStream;
-use manifold::plugins::clean::build_bridge;
+use manifold::plugins::clean::{build_bridge, CleanModel};
 use manifold::runtime::onnx::Device;
 use manifold::runtime::store;
 use std::sync::Arc;
@@ -55,7 +55,7 @@ fn main() {
 
     // 2. Live, paced
     let telemetry = Arc::new(Telemetry::default());
-    let mut bridge = build_bridge(rate as f32, 2, block, false, Device::Cpu, telemetry.clone()).unwrap();
+    let mut bridge = build_bridge(rate as f32, 2, block, false, CleanModel::Gtcrn, Device::Cpu, telemetry.clone()).unwrap();
     let plan = bridge.latency();
     let wait = Instant::now();
     while telemetry.state() == WorkerState::Loading && wait.elapsed() < Duration::from_secs(10) {

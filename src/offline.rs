@@ -205,12 +205,12 @@ pub fn render_with_bridge(mut bridge: RealtimeBridge, input: &AudioData, mut pro
 }
 
 /// `manifold clean`: speech enhancement of a whole file through Clean's bridge.
-pub fn render_clean(input: &AudioData, device: Device, progress: impl FnMut(usize, usize)) -> Result<(AudioData, RenderReport), RenderError> {
+pub fn render_clean(input: &AudioData, model: crate::plugins::clean::CleanModel, device: Device, progress: impl FnMut(usize, usize)) -> Result<(AudioData, RenderReport), RenderError> {
     let c = input.channels.len();
     if !(1..=2).contains(&c) {
         return Err(RenderError::Channels { channels: c });
     }
     let telemetry = Arc::new(Telemetry::default());
-    let bridge = crate::plugins::clean::build_bridge(input.sample_rate as f32, c, OFFLINE_BLOCK, true, device, telemetry).map_err(RenderError::Setup)?;
+    let bridge = crate::plugins::clean::build_bridge(input.sample_rate as f32, c, OFFLINE_BLOCK, true, model, device, telemetry).map_err(RenderError::Setup)?;
     render_with_bridge(bridge, input, progress)
 }

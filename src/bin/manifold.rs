@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use manifold::offline::{self, RenderError};
+use manifold::plugins::clean::CleanModel;
 use manifold::runtime::onnx::Device;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +24,9 @@ enum Command {
         /// Output WAV (32-bit float), aligned to the input, same length.
         #[arg(short, long)]
         output: PathBuf,
+        /// Enhancement model: gtcrn or rnnoise.
+        #[arg(long, default_value = "gtcrn", value_parser = parse_model)]
+        model: CleanModel,
         /// Run the model on the GPU (CUDA) when available.
         #[arg(long)]
         gpu: bool,
@@ -42,6 +46,13 @@ enum Command {
     },
 }
 
+fn parse_model(name: &str) -> Result<CleanModel, String> {
+    CleanModel::ALL
+        .into_iter()
+        .find(|m| m.cli_name() == name)
+        .ok_or_else(|| format!("unknown model '{name}' (choose from: {})", CleanModel::ALL.map(|m| m.cli_name()).join(", ")))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -55,7 +66,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), RenderError> {
     match cli.command {
-        Command::Clean { input, output, gpu, quiet } => {
+        Command::Clean { input, output, model, gpu, quiet } => {
             let audio = offline::read_audio(&input)?;
             let bar = if quiet || audio.seconds() < 5.0 { ProgressBar::hidden() } else { ProgressBar::new(audio.frames() as u64) };
             bar.set_style(
@@ -63,7 +74,7 @@ fn run(cli: Cli) -> Result<(), RenderError> {
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             let device = if gpu { Device::Cuda } else { Device::Cpu };
-            let (out, report) = offline::render_clean(&audio, device, |done, _| bar.set_position(done as u64))?;
+            let (out, report) = offline::render_clean(&audio, model, device, |done, _| bar.set_position(done as u64))?;
             bar.finish_and_clear();
             offline::write_wav(&output, &out)?;
             if !quiet {
@@ -82,7 +93,7 @@ fn run(cli: Cli) -> Result<(), RenderError> {
         }
         Command::Latency { rate, block, channels } => {
             let plan = manifold::plugins::clean::latency_plan(rate as f32, channels, block).map_err(RenderError::Setup)?;
-            println!("Manifold Clean (GTCRN) at {rate} Hz, {block}-sample blocks: {}", plan.describe(rate as f32));
+            println!("Manifold Clean (every model) at {rate} Hz, {block}-sample blocks: {}", plan.describe(rate as f32));
             Ok(())
         }
     }

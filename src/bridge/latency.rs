@@ -54,12 +54,13 @@ impl LatencyPlan {
     pub fn describe(&self, sample_rate: f32) -> String {
         let ms = |s| Self::millis(s, sample_rate);
         format!(
-            "latency {} samples ({:.1} ms) = algorithm {} + resampling {} + chunking {} + block {} + margin {}",
+            "latency {} samples ({:.1} ms) = algorithm {} + resampling {} + chunking {} + model alignment {} + block {} + margin {}",
             self.total,
             ms(self.total),
             self.stream.algorithmic,
             self.stream.resampling,
             self.stream.chunking,
+            self.stream.model_alignment,
             self.block,
             self.margin
         )
@@ -72,7 +73,7 @@ mod tests {
 
     #[test]
     fn parts_add_up() {
-        let stream = StreamLatency { algorithmic: 768, resampling: 384, chunking: 383, total: 1535 };
+        let stream = StreamLatency { algorithmic: 768, resampling: 384, chunking: 383, model_alignment: 0, total: 1535 };
         let p = LatencyPlan::new(stream, 48000.0, 128, 768);
         assert_eq!(p.crossfade, 144);
         assert_eq!(p.margin, 144 + 48 + 384);

@@ -4,11 +4,11 @@
 
 use super::latency::LatencyPlan;
 use super::telemetry::{Telemetry, WorkerState};
-use super::worker::{self, ModelLoader, Shared, WorkerHandle, WorkerSetup};
+use super::worker::{self, ModelCatalog, Shared, WorkerHandle, WorkerSetup};
 use crate::dsp::delay::DelayLine;
 use crate::dsp::sanitize::sanitize_sample;
 use crate::pipelines::stream::StreamLatency;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,8 @@ pub struct BridgeConfig {
     pub model_hop_host: usize,
     /// Name for logs and the status line ("Clean").
     pub label: String,
+    /// Index of the model to start with.
+    pub initial_model: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +81,7 @@ pub struct RealtimeBridge {
 impl RealtimeBridge {
     /// Main thread (activate): allocates everything and starts the worker,
     /// which loads the model in the background.
-    pub fn new(config: BridgeConfig, telemetry: Arc<Telemetry>, loader: ModelLoader) -> Self {
+    pub fn new(config: BridgeConfig, telemetry: Arc<Telemetry>, catalog: ModelCatalog) -> Self {
         let channels = config.channels.clamp(1, MAX_CHANNELS);
         let plan = LatencyPlan::new(config.stream_latency, config.sample_rate, config.max_block, config.model_hop_host);
         let ring_frames = plan.total + 4 * plan.block + 16384;
@@ -92,6 +94,7 @@ impl RealtimeBridge {
             epoch_requested: AtomicU64::new(0),
             epoch_done: AtomicU64::new(0),
             stop: AtomicBool::new(false),
+            requested_model: AtomicUsize::new(config.initial_model),
         });
         let worker = worker::spawn(WorkerSetup {
             shared: shared.clone(),
@@ -100,7 +103,7 @@ impl RealtimeBridge {
             channels,
             host_rate: config.sample_rate as u32,
             planned: config.stream_latency,
-            loader,
+            catalog,
             label: config.label.clone(),
         });
         Self {
@@ -131,6 +134,13 @@ impl RealtimeBridge {
 
     pub fn telemetry(&self) -> &Arc<Telemetry> {
         &self.shared.telemetry
+    }
+
+    /// Audio thread: ask for model `index` of the catalog. The worker loads it
+    /// off the audio thread and crossfades to it; latency does not change.
+    #[inline]
+    pub fn request_model(&self, index: usize) {
+        self.shared.requested_model.store(index, Ordering::Release);
     }
 
     /// Audio thread: forget the past (host reset / transport jump). The wet
@@ -373,9 +383,18 @@ mod tests {
             stream_latency: HostRateStream::latency_for(TIMING, rate, 1).unwrap(),
             model_hop_host: 768,
             label: "test".into(),
+            initial_model: 0,
         };
-        let loader: ModelLoader = Box::new(move || Ok(Box::new(InvertingModel { inner: StftPassthrough::new(16000, 512, 256, 1), slow }) as Box<dyn HopModel>));
-        RealtimeBridge::new(config, Arc::new(Telemetry::default()), loader)
+        // Model 0 inverts, model 1 passes through (at another rate and hop, so
+        // its natural delay differs and must be padded to the same latency).
+        let catalog: ModelCatalog = Arc::new(move |index| {
+            if index == 0 {
+                Ok(Box::new(InvertingModel { inner: StftPassthrough::new(16000, 512, 256, 1), slow: slow.clone() }) as Box<dyn HopModel>)
+            } else {
+                Ok(Box::new(StftPassthrough::new(48000, 960, 480, 1)) as Box<dyn HopModel>)
+            }
+        });
+        RealtimeBridge::new(config, Arc::new(Telemetry::default()), catalog)
     }
 
     fn sine(n: usize, rate: f32) -> Vec<f32> {
@@ -458,6 +477,36 @@ mod tests {
         assert_eq!(y1, y2, "offline output must be deterministic");
         let err = (2 * lat..x.len()).map(|i| (y1[i] + x[i - lat]).abs()).fold(0.0f32, f32::max);
         assert!(err < 0.01, "offline output not aligned: {err}");
+    }
+
+    /// Switching models while playing: no click, no change of latency, and
+    /// the new model is heard, aligned.
+    #[test]
+    fn model_switch_crossfades_at_constant_latency() {
+        let rate = 48000u32;
+        let block = 256;
+        let mut b = bridge(rate, block, true, Arc::new(AtomicBool::new(false)));
+        let lat = b.latency().total;
+        let n = 2 * rate as usize;
+        let x = sine(n, rate as f32);
+        let mut y = x.clone();
+        for (k, c) in y.chunks_mut(block).enumerate() {
+            if k * block >= n / 4 {
+                b.request_model(1);
+            }
+            b.process(&mut [c], || 1.0, || 0.0);
+            if k * block >= n / 4 && k * block < n / 2 {
+                // give the loader thread time (offline mode waits for audio, not for models)
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        assert_eq!(b.latency().total, lat);
+        let max_step = y.windows(2).map(|w| (w[1] - w[0]).abs()).fold(0.0f32, f32::max);
+        assert!(max_step < 0.05, "click at the switch: {max_step}");
+        let before = (lat + 1000..n / 4).map(|i| (y[i] + x[i - lat]).abs()).fold(0.0f32, f32::max);
+        let after = (n - 4000..n).map(|i| (y[i] - x[i - lat]).abs()).fold(0.0f32, f32::max);
+        assert!(before < 0.01, "model 0 (inverting) not aligned: {before}");
+        assert!(after < 0.01, "model 1 (passthrough) not heard or not aligned: {after}");
     }
 
     /// Reset in the middle of playback: no non-finite values, wet comes back.

@@ -8,14 +8,19 @@ use crate::dsp::sanitize::flush_denormals_on_this_thread;
 use crate::pipelines::stream::{HostRateStream, StreamLatency, MAX_FRAMES_PER_CALL};
 use crate::pipelines::HopModel;
 use crate::runtime::RuntimeError;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Builds the model on the worker thread (model loading never happens on the
-/// audio thread, nor blocks activation).
-pub type ModelLoader = Box<dyn FnOnce() -> Result<Box<dyn HopModel>, RuntimeError> + Send>;
+/// Builds model number `index` of a plugin's model list. Runs on the worker
+/// or a loader thread, never on the audio thread; may allocate and block.
+pub type ModelCatalog = Arc<dyn Fn(usize) -> Result<Box<dyn HopModel>, RuntimeError> + Send + Sync>;
+
+/// How long a newly loaded model runs silently beside the old one before it
+/// is heard (on top of its own latency), and the crossfade between them.
+const SWITCH_WARMUP_SECONDS: f64 = 0.25;
+const SWITCH_FADE_SECONDS: f64 = 0.02;
 
 /// State shared by the audio thread and the worker.
 pub struct Shared {
@@ -25,6 +30,9 @@ pub struct Shared {
     /// Set by the worker once it has dropped stale audio and reset its state.
     pub epoch_done: AtomicU64,
     pub stop: AtomicBool,
+    /// The model the user chose (index into the catalog); written by the
+    /// audio thread from the parameter, read by the worker.
+    pub requested_model: AtomicUsize,
 }
 
 pub struct WorkerHandle {
@@ -47,9 +55,9 @@ pub struct WorkerSetup {
     pub output: rtrb::Producer<f32>,
     pub channels: usize,
     pub host_rate: u32,
-    /// The delay the host was told about; the stream must match it exactly.
+    /// The delay the host was told about; every model's stream is padded to it.
     pub planned: StreamLatency,
-    pub loader: ModelLoader,
+    pub catalog: ModelCatalog,
     pub label: String,
 }
 
@@ -66,27 +74,31 @@ pub fn spawn(setup: WorkerSetup) -> WorkerHandle {
     WorkerHandle { shared, thread }
 }
 
+/// Loads model `index` and wraps it in a stream with exactly the planned delay.
+fn open_stream(catalog: &ModelCatalog, index: usize, host_rate: u32, planned: StreamLatency) -> Result<(HostRateStream, String), RuntimeError> {
+    let model = catalog(index)?;
+    let note = format!("{} on {}", model.name(), model.device_note());
+    let mut stream = HostRateStream::new(model, host_rate).map_err(|e| RuntimeError::Inference(e.to_string()))?;
+    stream.pad_to(planned.total).map_err(|e| RuntimeError::Inference(e.to_string()))?;
+    Ok((stream, note))
+}
+
+/// A model being switched to: loading on its own thread, then running beside
+/// the current one until its output is valid, then crossfaded in.
+enum Switch {
+    Loading { index: usize, result: std::sync::mpsc::Receiver<Result<(HostRateStream, String), RuntimeError>> },
+    Warming { index: usize, stream: HostRateStream, note: String, warm_left: usize, faded: usize },
+}
+
 fn run(setup: WorkerSetup) {
     flush_denormals_on_this_thread();
-    let WorkerSetup { shared, mut input, mut output, channels, host_rate, planned, loader, label } = setup;
+    let WorkerSetup { shared, mut input, mut output, channels, host_rate, planned, catalog, label } = setup;
     let tele = shared.telemetry.clone();
     tele.set_state(WorkerState::Loading);
     tele.set_status(format!("{label}: loading model"));
 
-    let loaded = loader().and_then(|model| {
-        let name = model.name().to_string();
-        let device = model.device_note().to_string();
-        let stream = HostRateStream::new(model, host_rate).map_err(|e| RuntimeError::Inference(e.to_string()))?;
-        if stream.latency() != planned {
-            return Err(RuntimeError::Inference(format!(
-                "model latency {:?} differs from the reported {:?}",
-                stream.latency(),
-                planned
-            )));
-        }
-        Ok((stream, name, device))
-    });
-    let (mut stream, name, device) = match loaded {
+    let mut current_index = shared.requested_model.load(Ordering::Acquire);
+    let (mut stream, note) = match open_stream(&catalog, current_index, host_rate, planned) {
         Ok(x) => x,
         Err(e) => {
             log::error!("{label}: {e}");
@@ -95,14 +107,18 @@ fn run(setup: WorkerSetup) {
             return;
         }
     };
-    tele.set_status(format!("{label}: {name} on {device}"));
-    log::info!("{label}: {name} running on {device}");
+    tele.set_status(format!("{label}: {note}"));
+    log::info!("{label}: {note}");
     tele.set_state(WorkerState::Running);
 
     let poll = Duration::from_secs_f64(super::latency::WORKER_POLL_SECONDS / 2.0);
+    let fade_len = ((SWITCH_FADE_SECONDS * host_rate as f64) as usize).max(1);
     let mut planar_in = vec![0.0f32; MAX_FRAMES_PER_CALL * channels];
     let mut planar_out = vec![0.0f32; MAX_FRAMES_PER_CALL * channels];
+    let mut planar_new = vec![0.0f32; MAX_FRAMES_PER_CALL * channels];
     let (mut busy, mut audio) = (0.0f64, 0.0f64);
+    let mut switch: Option<Switch> = None;
+    let mut failed_index: Option<usize> = None;
 
     while !shared.stop.load(Ordering::Acquire) {
         let requested = shared.epoch_requested.load(Ordering::Acquire);
@@ -112,8 +128,52 @@ fn run(setup: WorkerSetup) {
                 chunk.commit_all();
             }
             stream.reset();
+            if let Some(Switch::Warming { stream: s, warm_left, faded, .. }) = switch.as_mut() {
+                s.reset();
+                *warm_left = s.latency().total + (SWITCH_WARMUP_SECONDS * host_rate as f64) as usize;
+                *faded = 0;
+            }
             shared.epoch_done.store(requested, Ordering::Release);
             continue;
+        }
+
+        // Model choice: start loading a new model off this thread.
+        let wanted = shared.requested_model.load(Ordering::Acquire);
+        let switching_to = match &switch {
+            Some(Switch::Loading { index, .. }) | Some(Switch::Warming { index, .. }) => Some(*index),
+            None => None,
+        };
+        if wanted != current_index && switching_to != Some(wanted) && failed_index != Some(wanted) {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let cat = catalog.clone();
+            let spawned = std::thread::Builder::new().name(format!("manifold-loader-{label}")).spawn(move || {
+                flush_denormals_on_this_thread();
+                let _ = tx.send(open_stream(&cat, wanted, host_rate, planned));
+            });
+            if spawned.is_ok() {
+                tele.set_status(format!("{label}: switching model…"));
+                switch = Some(Switch::Loading { index: wanted, result: rx });
+            }
+        }
+        if wanted != failed_index.unwrap_or(usize::MAX) {
+            failed_index = None;
+        }
+        if let Some(Switch::Loading { index, result }) = &switch {
+            let index = *index;
+            match result.try_recv() {
+                Ok(Ok((s, note))) => {
+                    let warm_left = s.latency().total + (SWITCH_WARMUP_SECONDS * host_rate as f64) as usize;
+                    switch = Some(Switch::Warming { index, stream: s, note, warm_left, faded: 0 });
+                }
+                Ok(Err(e)) => {
+                    log::error!("{label}: {e}");
+                    tele.set_status(format!("{label}: {e}. Keeping the previous model."));
+                    failed_index = Some(index);
+                    switch = None;
+                }
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => switch = None,
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+            }
         }
 
         let frames = (input.slots() / channels).min(MAX_FRAMES_PER_CALL);
@@ -126,7 +186,33 @@ fn run(setup: WorkerSetup) {
         for (i, x) in chunk.into_iter().enumerate() {
             planar_in[(i % channels) * frames + i / channels] = x;
         }
-        stream.process(&planar_in[..frames * channels], &mut planar_out[..frames * channels], frames);
+        let n = frames * channels;
+        stream.process(&planar_in[..n], &mut planar_out[..n], frames);
+        let mut finished_switch = false;
+        if let Some(Switch::Warming { stream: new, warm_left, faded, .. }) = switch.as_mut() {
+            new.process(&planar_in[..n], &mut planar_new[..n], frames);
+            for i in 0..frames {
+                if *warm_left > 0 {
+                    *warm_left -= 1;
+                    continue;
+                }
+                let g = (*faded as f32 / fade_len as f32).min(1.0);
+                for ch in 0..channels {
+                    let k = ch * frames + i;
+                    planar_out[k] += g * (planar_new[k] - planar_out[k]);
+                }
+                *faded += 1;
+            }
+            finished_switch = *faded >= fade_len;
+        }
+        if finished_switch {
+            if let Some(Switch::Warming { index, stream: new, note, .. }) = switch.take() {
+                stream = new;
+                current_index = index;
+                tele.set_status(format!("{label}: {note}"));
+                log::info!("{label}: switched to {note}");
+            }
+        }
         busy += started.elapsed().as_secs_f64();
         audio += frames as f64 / host_rate as f64;
         tele.set_model_faults(stream.model().faults());

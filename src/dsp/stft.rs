@@ -17,11 +17,21 @@ pub enum Window {
     SqrtHannPeriodic,
     /// Periodic Hann.
     HannPeriodic,
+    /// `sqrt(hann)`, periodic, `len` samples long, placed at the end of the
+    /// `n`-sample frame after `n - len` zeros: a window shorter than the FFT
+    /// (zero-padded FFT) that covers the newest `len` samples.
+    SqrtHannPeriodicPadded { len: usize },
 }
 
 impl Window {
     pub fn build(self, n: usize) -> Vec<f32> {
         let pi = std::f64::consts::PI;
+        if let Window::SqrtHannPeriodicPadded { len } = self {
+            assert!(len > 0 && len <= n, "window length must be in 1..=n");
+            let mut w = vec![0.0f32; n - len];
+            w.extend(Window::SqrtHannPeriodic.build(len));
+            return w;
+        }
         (0..n)
             .map(|i| {
                 let hann = match self {
@@ -162,6 +172,7 @@ mod tests {
             (512, 256, Window::SqrtHannSymmetric),
             (960, 480, Window::SqrtHannPeriodic),
             (1024, 256, Window::HannPeriodic),
+            (1024, 512, Window::SqrtHannPeriodicPadded { len: 960 }),
         ] {
             let mut stft = StreamingStft::new(n, h, 1, w);
             let total = h * 40;

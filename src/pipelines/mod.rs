@@ -6,6 +6,7 @@
 //! with an exact, fixed delay.
 
 pub mod enhance_gtcrn;
+pub mod enhance_nsnet2;
 pub mod enhance_rnnoise;
 pub mod passthrough;
 pub mod stream;

@@ -31,6 +31,9 @@ pub struct StreamLatency {
     pub resampling: usize,
     /// Waiting for full resampler chunks and model hops (`Z`).
     pub chunking: usize,
+    /// Extra delay so that every model a plugin can switch to has the same
+    /// latency (see [`HostRateStream::pad_to`]).
+    pub model_alignment: usize,
     pub total: usize,
 }
 
@@ -48,6 +51,7 @@ pub struct HostRateStream {
     scratch_b: Vec<f32>,
     pad: usize,
     prefill: usize,
+    host_out_capacity: usize,
     latency: StreamLatency,
 }
 
@@ -55,6 +59,8 @@ pub struct HostRateStream {
 pub enum StreamError {
     #[error(transparent)]
     Resample(#[from] ResampleError),
+    #[error("cannot pad a stream of {natural} samples delay to {wanted}")]
+    TooShort { wanted: usize, natural: usize },
 }
 
 /// Chunk sizes of one stage: `consume` frames in give `produce` frames out.
@@ -112,6 +118,7 @@ fn build_parts(timing: ModelTiming, host_rate: u32, channels: usize) -> Result<P
         algorithmic: to_host(delay),
         resampling: d_up + to_host(before_pad + pad) - to_host(delay),
         chunking: prefill,
+        model_alignment: 0,
         total: prefill + d_up + to_host(before_pad + pad),
     };
     Ok(Parts { down, up, down_stage, up_stage, pad, prefill, latency })
@@ -147,6 +154,7 @@ impl HostRateStream {
             scratch_b: vec![0.0; scratch],
             pad,
             prefill,
+            host_out_capacity: host_cap,
             latency,
         };
         s.reset();
@@ -155,6 +163,24 @@ impl HostRateStream {
 
     pub fn latency(&self) -> StreamLatency {
         self.latency
+    }
+
+    /// Delays the output further so the total delay is exactly `total`
+    /// (used to give every selectable model the same latency). Main/worker.
+    pub fn pad_to(&mut self, total: usize) -> Result<(), StreamError> {
+        if total < self.latency.total {
+            return Err(StreamError::TooShort { wanted: total, natural: self.latency.total });
+        }
+        let extra = total - self.latency.total;
+        if extra > MAX_FRAMES_PER_CALL {
+            return Err(StreamError::TooShort { wanted: total, natural: self.latency.total });
+        }
+        self.prefill += extra;
+        self.latency.model_alignment += extra;
+        self.latency.total = total;
+        self.host_out = PlanarFifo::new(self.channels, self.host_out_capacity + extra);
+        self.reset();
+        Ok(())
     }
 
     pub fn channels(&self) -> usize {

@@ -4,9 +4,11 @@
 //! which loads the model). Audio thread: `process`, `reset`.
 
 use super::common::{self, BypassFade, DeviceChoice};
-use crate::bridge::worker::ModelLoader;
+use crate::bridge::worker::ModelCatalog;
 use crate::bridge::{BridgeConfig, RealtimeBridge, Telemetry};
 use crate::pipelines::enhance_gtcrn::{self, GtcrnEnhancer};
+use crate::pipelines::enhance_rnnoise::{self, RnnoiseEnhancer};
+use crate::runtime::RuntimeError;
 use crate::pipelines::stream::{HostRateStream, ModelTiming};
 use crate::pipelines::HopModel;
 use crate::runtime::onnx::Device;
@@ -20,6 +22,8 @@ pub struct CleanParams {
     pub mix: FloatParam,
     #[id = "bypass"]
     pub bypass: BoolParam,
+    #[id = "model"]
+    pub model: EnumParam<CleanModel>,
     #[id = "device"]
     pub device: EnumParam<DeviceChoice>,
     #[id = "status"]
@@ -41,6 +45,7 @@ impl Default for Clean {
             params: Arc::new(CleanParams {
                 mix: common::mix_param(),
                 bypass: common::bypass_param(),
+                model: EnumParam::new("Model", CleanModel::Gtcrn),
                 device: EnumParam::new("Device", DeviceChoice::Cpu).non_automatable(),
                 status: common::status_param(telemetry.clone()),
             }),
@@ -51,46 +56,95 @@ impl Default for Clean {
     }
 }
 
-/// The enhancement model Clean runs, as a bridge needs it: its timing (for
-/// the latency reported at activation) and a loader run on the worker.
-pub fn gtcrn_timing() -> ModelTiming {
-    ModelTiming { sample_rate: enhance_gtcrn::SAMPLE_RATE, hop: enhance_gtcrn::HOP, delay: enhance_gtcrn::N_FFT - enhance_gtcrn::HOP }
+/// The enhancement models Clean can run. Every one has the same latency
+/// at a given rate and block size (the largest of them), so switching never
+/// changes what the host was told.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CleanModel {
+    #[id = "gtcrn"]
+    #[name = "GTCRN (16 kHz, light)"]
+    Gtcrn,
+    #[id = "rnnoise"]
+    #[name = "RNNoise (lightest, no ONNX)"]
+    Rnnoise,
 }
 
-pub fn gtcrn_loader(channels: usize, device: Device) -> ModelLoader {
-    Box::new(move || {
-        crate::runtime::onnx::environment()?;
-        let installed = store::find_model("gtcrn")?;
-        let model = GtcrnEnhancer::load(&installed.file_path(), channels, device)?;
-        Ok(Box::new(model) as Box<dyn HopModel>)
-    })
+impl CleanModel {
+    pub const ALL: [CleanModel; 2] = [CleanModel::Gtcrn, CleanModel::Rnnoise];
+
+    pub fn index(self) -> usize {
+        Self::ALL.iter().position(|m| *m == self).unwrap_or(0)
+    }
+
+    /// Name on the command line.
+    pub fn cli_name(self) -> &'static str {
+        match self {
+            CleanModel::Gtcrn => "gtcrn",
+            CleanModel::Rnnoise => "rnnoise",
+        }
+    }
+
+    pub fn timing(self) -> ModelTiming {
+        match self {
+            CleanModel::Gtcrn => ModelTiming { sample_rate: enhance_gtcrn::SAMPLE_RATE, hop: enhance_gtcrn::HOP, delay: enhance_gtcrn::N_FFT - enhance_gtcrn::HOP },
+            CleanModel::Rnnoise => ModelTiming { sample_rate: enhance_rnnoise::SAMPLE_RATE, hop: enhance_rnnoise::HOP, delay: enhance_rnnoise::DELAY },
+        }
+    }
+
+    /// Loads the model (worker or loader thread).
+    pub fn load(self, channels: usize, device: Device) -> Result<Box<dyn HopModel>, RuntimeError> {
+        match self {
+            CleanModel::Gtcrn => {
+                crate::runtime::onnx::environment()?;
+                let installed = store::find_model("gtcrn")?;
+                Ok(Box::new(GtcrnEnhancer::load(&installed.file_path(), channels, device)?))
+            }
+            CleanModel::Rnnoise => Ok(Box::new(RnnoiseEnhancer::new(channels))),
+        }
+    }
 }
 
-fn bridge_config(sample_rate: f32, channels: usize, max_block: usize, offline: bool) -> Result<BridgeConfig, String> {
-    let timing = gtcrn_timing();
-    let stream_latency = HostRateStream::latency_for(timing, sample_rate as u32, channels).map_err(|e| e.to_string())?;
+fn catalog(channels: usize, device: Device) -> ModelCatalog {
+    Arc::new(move |index| CleanModel::ALL.get(index).copied().unwrap_or(CleanModel::Gtcrn).load(channels, device))
+}
+
+fn bridge_config(sample_rate: f32, channels: usize, max_block: usize, offline: bool, model: CleanModel) -> Result<BridgeConfig, String> {
+    let rate = sample_rate as u32;
+    let mut stream_latency = None;
+    let mut hop_host = 0;
+    // The common latency: the largest stream delay of all models, shown with
+    // that model's breakdown.
+    for m in CleanModel::ALL {
+        let t = m.timing();
+        let l = HostRateStream::latency_for(t, rate, channels).map_err(|e| e.to_string())?;
+        if stream_latency.map_or(true, |s: crate::pipelines::stream::StreamLatency| l.total > s.total) {
+            stream_latency = Some(l);
+        }
+        hop_host = hop_host.max((t.hop as u64 * rate as u64).div_ceil(t.sample_rate as u64) as usize);
+    }
     Ok(BridgeConfig {
         sample_rate,
         channels,
         max_block,
         offline,
-        stream_latency,
-        model_hop_host: (timing.hop as u64 * sample_rate as u64).div_ceil(timing.sample_rate as u64) as usize,
+        stream_latency: stream_latency.unwrap_or_default(),
+        model_hop_host: hop_host,
         label: "Clean".into(),
+        initial_model: model.index(),
     })
 }
 
 /// The latency Clean reports for this configuration (main thread).
 pub fn latency_plan(sample_rate: f32, channels: usize, max_block: usize) -> Result<crate::bridge::LatencyPlan, String> {
-    let c = bridge_config(sample_rate, channels, max_block, false)?;
+    let c = bridge_config(sample_rate, channels, max_block, false, CleanModel::Gtcrn)?;
     Ok(crate::bridge::LatencyPlan::new(c.stream_latency, c.sample_rate, c.max_block, c.model_hop_host))
 }
 
 /// Builds the bridge Clean uses; shared by the plugin and the CLI so both run
 /// the same code. Main thread.
-pub fn build_bridge(sample_rate: f32, channels: usize, max_block: usize, offline: bool, device: Device, telemetry: Arc<Telemetry>) -> Result<RealtimeBridge, String> {
-    let config = bridge_config(sample_rate, channels, max_block, offline)?;
-    Ok(RealtimeBridge::new(config, telemetry, gtcrn_loader(channels, device)))
+pub fn build_bridge(sample_rate: f32, channels: usize, max_block: usize, offline: bool, model: CleanModel, device: Device, telemetry: Arc<Telemetry>) -> Result<RealtimeBridge, String> {
+    let config = bridge_config(sample_rate, channels, max_block, offline, model)?;
+    Ok(RealtimeBridge::new(config, telemetry, catalog(channels, device)))
 }
 
 impl Plugin for Clean {
@@ -126,7 +180,7 @@ impl Plugin for Clean {
         let offline = config.process_mode == ProcessMode::Offline;
         // Drop the old bridge (and its worker) before starting a new one.
         self.bridge = None;
-        match build_bridge(config.sample_rate, channels, config.max_buffer_size as usize, offline, self.params.device.value().into(), self.telemetry.clone()) {
+        match build_bridge(config.sample_rate, channels, config.max_buffer_size as usize, offline, self.params.model.value(), self.params.device.value().into(), self.telemetry.clone()) {
             Ok(bridge) => {
                 let plan = bridge.latency();
                 nice_log!("Clean: {}", plan.describe(config.sample_rate));
@@ -158,6 +212,7 @@ impl Plugin for Clean {
         let Some(bridge) = self.bridge.as_mut() else {
             return ProcessStatus::Normal;
         };
+        bridge.request_model(self.params.model.value().index());
         let mix = &self.params.mix.smoothed;
         let bypassed = self.params.bypass.value();
         let fade = &mut self.bypass_fade;
