@@ -157,7 +157,13 @@ pub const OFFLINE_BLOCK: usize = 4096;
 
 /// Runs `input` through `bridge` (already built in offline mode) and returns
 /// output aligned to the input and of the same length.
-pub fn render_with_bridge(mut bridge: RealtimeBridge, input: &AudioData, mut progress: impl FnMut(usize, usize)) -> Result<(AudioData, RenderReport), RenderError> {
+/// The share of wet signal for a mix of 1 and an attenuation limit in dB
+/// (the same formula the plugin uses).
+pub fn wet_share(atten_limit_db: f32) -> f32 {
+    1.0 - 10f32.powf(-atten_limit_db / 20.0)
+}
+
+pub fn render_with_bridge(mut bridge: RealtimeBridge, input: &AudioData, wet: f32, mut progress: impl FnMut(usize, usize)) -> Result<(AudioData, RenderReport), RenderError> {
     let telemetry = bridge.telemetry().clone();
     let latency = bridge.latency();
     let skip = latency.total;
@@ -177,7 +183,7 @@ pub fn render_with_bridge(mut bridge: RealtimeBridge, input: &AudioData, mut pro
         }
         {
             let mut slices: Vec<&mut [f32]> = block.iter_mut().map(|b| &mut b[..n]).collect();
-            bridge.process(&mut slices, || 1.0, || 0.0);
+            bridge.process(&mut slices, || wet, || 0.0);
         }
         if pos == 0 && telemetry.state() != WorkerState::Running {
             return Err(RenderError::Model(telemetry.status_line()));
@@ -205,12 +211,12 @@ pub fn render_with_bridge(mut bridge: RealtimeBridge, input: &AudioData, mut pro
 }
 
 /// `manifold clean`: speech enhancement of a whole file through Clean's bridge.
-pub fn render_clean(input: &AudioData, model: crate::plugins::clean::CleanModel, device: Device, progress: impl FnMut(usize, usize)) -> Result<(AudioData, RenderReport), RenderError> {
+pub fn render_clean(input: &AudioData, model: crate::plugins::clean::CleanModel, atten_limit_db: f32, device: Device, progress: impl FnMut(usize, usize)) -> Result<(AudioData, RenderReport), RenderError> {
     let c = input.channels.len();
     if !(1..=2).contains(&c) {
         return Err(RenderError::Channels { channels: c });
     }
     let telemetry = Arc::new(Telemetry::default());
     let bridge = crate::plugins::clean::build_bridge(input.sample_rate as f32, c, OFFLINE_BLOCK, true, model, device, telemetry).map_err(RenderError::Setup)?;
-    render_with_bridge(bridge, input, progress)
+    render_with_bridge(bridge, input, wet_share(atten_limit_db), progress)
 }

@@ -27,6 +27,9 @@ enum Command {
         /// Enhancement model: gtcrn or rnnoise.
         #[arg(long, default_value = "gtcrn", value_parser = parse_model)]
         model: CleanModel,
+        /// Remove at most this much noise, in dB (100 = no limit).
+        #[arg(long = "atten-lim", default_value_t = 100.0)]
+        atten_lim: f32,
         /// Run the model on the GPU (CUDA) when available.
         #[arg(long)]
         gpu: bool,
@@ -66,7 +69,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), RenderError> {
     match cli.command {
-        Command::Clean { input, output, model, gpu, quiet } => {
+        Command::Clean { input, output, model, atten_lim, gpu, quiet } => {
             let audio = offline::read_audio(&input)?;
             let bar = if quiet || audio.seconds() < 5.0 { ProgressBar::hidden() } else { ProgressBar::new(audio.frames() as u64) };
             bar.set_style(
@@ -74,7 +77,7 @@ fn run(cli: Cli) -> Result<(), RenderError> {
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             let device = if gpu { Device::Cuda } else { Device::Cpu };
-            let (out, report) = offline::render_clean(&audio, model, device, |done, _| bar.set_position(done as u64))?;
+            let (out, report) = offline::render_clean(&audio, model, atten_lim, device, |done, _| bar.set_position(done as u64))?;
             bar.finish_and_clear();
             offline::write_wav(&output, &out)?;
             if !quiet {

@@ -261,7 +261,9 @@ mod tests {
     const GRID_PAD: usize = (HOP - WINDOW % HOP) % HOP;
 
     /// Parity with the wheel's own 48 kHz processing (reference made by
-    /// xtask/py/verify_nsnet2_stream.py), aligned by exactly `delay()`.
+    /// xtask/py/verify_nsnet2_stream.py: the wheel run on the clip after
+    /// one hop of zeros, the frames a stream sees, on the clip's timeline),
+    /// aligned by exactly `delay()`.
     #[test]
     fn nsnet2_matches_the_wheel_on_noisy_speech() {
         let noisy = read_wav("tests/fixtures/nsnet2_noisy.wav");
@@ -272,13 +274,15 @@ mod tests {
         let total = (GRID_PAD + noisy.len() + DELAY).div_ceil(HOP) * HOP;
         let mut x = vec![0.0f32; total];
         x[GRID_PAD..GRID_PAD + noisy.len()].copy_from_slice(&noisy);
+        // Time the second pass, after ONNX Runtime's first-run allocations.
+        let _ = run(&mut m, &x);
+        m.reset();
         let start = Instant::now();
         let y = run(&mut m, &x);
         let per_hop_ms = start.elapsed().as_secs_f64() * 1e3 / (total / HOP) as f64;
 
-        // Skip the ends, where the wheel's overlap-add has a single frame.
-        let edge = WINDOW - HOP;
-        let range = edge..reference.len() - edge;
+        // Skip the end, where the wheel's overlap-add has a single frame.
+        let range = 0..reference.len() - (WINDOW - HOP);
         let offset = GRID_PAD + m.delay();
         let aligned = &y[range.start + offset..range.end + offset];
         let snr = snr_db(&reference[range.clone()], aligned);
@@ -292,7 +296,8 @@ mod tests {
             HOP as f64 * 1e3 / SAMPLE_RATE as f64,
             10.0 * (in_energy / ref_energy).log10()
         );
-        assert!(snr >= 30.0, "parity SNR {snr:.1} dB");
+        // The brief asks for 30 dB; the real margin is far larger (float rounding).
+        assert!(snr >= 60.0, "parity SNR {snr:.1} dB");
         assert!(off_by_one < snr - 10.0, "delay is not exact: {off_by_one:.1} vs {snr:.1} dB");
         assert_eq!(m.faults(), 0);
     }
@@ -301,7 +306,7 @@ mod tests {
     #[test]
     fn nsnet2_stereo_is_linked_to_the_mid_signal() {
         let noisy = read_wav("tests/fixtures/nsnet2_noisy.wav");
-        let n = noisy.len() / HOP * HOP / 2;
+        let n = noisy.len() / 2 / HOP * HOP;
         let mono_in = &noisy[..n];
         let mut mono = Nsnet2Enhancer::load(&model_path(), 1, Device::Cpu).unwrap();
         let y_mono = run(&mut mono, mono_in);
@@ -310,6 +315,7 @@ mod tests {
         let mut stereo = Nsnet2Enhancer::load(&model_path(), 2, Device::Cpu).unwrap();
         let x: Vec<f32> = mono_in.iter().chain(mono_in).copied().collect();
         let y = run(&mut stereo, &x);
+        assert_eq!(stereo.faults(), 0);
         for ch in 0..2 {
             let snr = snr_db(&y_mono, &y[ch * n..(ch + 1) * n]);
             assert!(snr > 80.0, "channel {ch}: {snr:.1} dB from mono");

@@ -20,6 +20,9 @@ use std::sync::Arc;
 pub struct CleanParams {
     #[id = "mix"]
     pub mix: FloatParam,
+    /// How much noise to remove at most, in dB (100 = no limit).
+    #[id = "atten"]
+    pub atten_limit: FloatParam,
     #[id = "bypass"]
     pub bypass: BoolParam,
     #[id = "model"]
@@ -44,6 +47,10 @@ impl Default for Clean {
         Self {
             params: Arc::new(CleanParams {
                 mix: common::mix_param(),
+                atten_limit: FloatParam::new("Attenuation limit", 100.0, FloatRange::Linear { min: 0.0, max: 100.0 })
+                    .with_unit(" dB")
+                    .with_step_size(0.5)
+                    .with_smoother(SmoothingStyle::Linear(20.0)),
                 bypass: common::bypass_param(),
                 model: EnumParam::new("Model", CleanModel::Gtcrn),
                 device: EnumParam::new("Device", DeviceChoice::Cpu).non_automatable(),
@@ -202,6 +209,7 @@ impl Plugin for Clean {
             b.reset();
         }
         self.params.mix.smoothed.reset(self.params.mix.value());
+        self.params.atten_limit.smoothed.reset(self.params.atten_limit.value());
     }
 
     fn deactivate(&mut self) {
@@ -214,9 +222,13 @@ impl Plugin for Clean {
         };
         bridge.request_model(self.params.model.value().index());
         let mix = &self.params.mix.smoothed;
+        let atten = &self.params.atten_limit.smoothed;
         let bypassed = self.params.bypass.value();
         let fade = &mut self.bypass_fade;
-        bridge.process(buffer.as_slice(), || mix.next() / 100.0, || fade.next(bypassed));
+        // The attenuation limit keeps a floor of aligned dry signal, which is
+        // the same as mixing less wet: wet share = mix * (1 - 10^(-limit/20)).
+        let wet_share = || mix.next() / 100.0 * (1.0 - util::db_to_gain(-atten.next()));
+        bridge.process(buffer.as_slice(), wet_share, || fade.next(bypassed));
         ProcessStatus::Normal
     }
 }

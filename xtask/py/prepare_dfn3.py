@@ -288,6 +288,7 @@ def rewrite_grus(model, states):
         add_state(graph, states, name_in, name_out, shape, TensorProto.FLOAT, init, {
             "op": "GRU", "node": node.name, "hidden_size": hidden,
             "linear_before_reset": int(attrs.get("linear_before_reset", 0)),
+            "sequence_initial_h": old_h0 or "(none: zeros)",
             "meaning": "GRU hidden state after the previous frame",
         })
 
@@ -417,6 +418,27 @@ def rewrite_time_pads(model, states, time_axes):
                                  f"without an explicit Pad cannot be streamed")
 
 
+def output_time_axes(model):
+    """Time axis of every output of a sequence graph. Output dims are not reliably
+    named (e.g. df_dec's '235'), so run the graph for two sequence lengths and
+    take the axis whose size follows S."""
+    shapes = []
+    for length in (3, 5):
+        feeds = {}
+        for vi in model.graph.input:
+            shape = [length if d == TIME_DIM else d for d in static_shape(vi)]
+            feeds[vi.name] = np.zeros(shape, helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type))
+        values = ReferenceEvaluator(model).run(None, feeds)
+        shapes.append([v.shape for v in values])
+    axes = {}
+    for vi, a, b in zip(model.graph.output, *shapes):
+        moving = [i for i, (x, y) in enumerate(zip(a, b)) if (x, y) == (3, 5)]
+        if len(moving) != 1 or any(x != y for i, (x, y) in enumerate(zip(a, b)) if i not in moving):
+            raise SystemExit(f"output {vi.name}: cannot find its time axis ({a} vs {b})")
+        axes[vi.name] = moving[0]
+    return axes
+
+
 def make_stream_model(model, name):
     """Returns (streaming model, description dict) for one shipped graph."""
     model = onnx.ModelProto.FromString(model.SerializeToString())  # private copy
@@ -424,8 +446,7 @@ def make_stream_model(model, name):
     for op in model.opset_import:
         if op.domain in ("", "ai.onnx") and op.version < 11:
             raise SystemExit(f"{name}: opset {op.version} < 11 is not supported")
-    seq_inputs = [(vi.name, static_shape(vi)) for vi in graph.input]
-    seq_outputs = [(vi.name, static_shape(vi)) for vi in graph.output]
+    out_time_axes = output_time_axes(model)
     time_axes = fix_inputs_to_one_frame(graph)
 
     states = []
@@ -452,7 +473,7 @@ def make_stream_model(model, name):
     state_in = {s["input"]: s for s in states}
     state_out = {s["output"]: s for s in states}
 
-    def describe(vi, state_map, key):
+    def describe(vi, state_map, key, seq_time_axes):
         entry = {"name": vi.name, "shape": static_shape(vi),
                  "dtype": dtype_name(vi.type.tensor_type.elem_type)}
         if vi.name in state_map:
@@ -460,15 +481,15 @@ def make_stream_model(model, name):
             entry[key] = state_map[vi.name]["output" if key == "updated_by" else "input"]
         else:
             entry["kind"] = "data"
+            # the axis that is S in the sequence graph (length 1 here)
+            entry["time_axis"] = seq_time_axes[vi.name]
         return entry
 
     desc = {
         "file": f"{name}_stream.onnx",
         "source_file": f"{name}.onnx",
-        "sequence_inputs": [{"name": n, "shape": s} for n, s in seq_inputs],
-        "sequence_outputs": [{"name": n, "shape": s} for n, s in seq_outputs],
-        "inputs": [describe(vi, state_in, "updated_by") for vi in graph.input],
-        "outputs": [describe(vi, state_out, "updates") for vi in graph.output],
+        "inputs": [describe(vi, state_in, "updated_by", time_axes) for vi in graph.input],
+        "outputs": [describe(vi, state_out, "updates", out_time_axes) for vi in graph.output],
         "states": states,
         "output_delay_frames": 0,
         "relation": ("streaming output at step t == sequence output at frame t for every "
@@ -541,7 +562,8 @@ def pipeline_notes(cfg):
             f"For spectrum frame tau and bin f < nb_df: Y[tau,f] = sum_{{i=0}}^{{{order - 1}}} "
             f"X[tau-{past}+i, f] * C_i[tau, f] (complex product, no conjugate), with "
             f"C_i = coefs[..., f, 2i] + j*coefs[..., f, 2i+1] and X = 0 outside the signal. "
-            f"It needs X up to tau+{dla}; with tau = n-{la} that is STFT frame n-{la - dla}. "
+            f"It needs X up to tau+{dla}; with tau = n-{la} that is STFT frame "
+            f"{'n' if la == dla else f'n-{la - dla}'}. "
             f"In DeepFilterNet 0.5.6 (deepfilternet3.py) X is the unmasked noisy spectrum; "
             f"bins >= nb_df take the ERB-masked spectrum."),
         "algorithmic_latency_samples": la * hop + (n_fft - hop),
@@ -549,6 +571,24 @@ def pipeline_notes(cfg):
                                         "DfNet.forward in DeepFilterNet 0.5.6"},
         "source": "facts read from deepfilternet 0.5.6 (PyPI) df/deepfilternet3.py, df/multiframe.py",
     }
+
+
+def to_json(doc):
+    """Indented JSON with lists of numbers/strings (shapes) kept on one line."""
+    def inline(obj):
+        return isinstance(obj, list) and all(isinstance(x, (int, float, str)) for x in obj)
+
+    def dump(obj, indent):
+        pad, inner = "  " * indent, "  " * (indent + 1)
+        if isinstance(obj, dict):
+            items = [f"{inner}{json.dumps(k)}: {dump(v, indent + 1)}" for k, v in obj.items()]
+            return "{\n" + ",\n".join(items) + f"\n{pad}}}" if items else "{}"
+        if isinstance(obj, list) and not inline(obj):
+            items = [f"{inner}{dump(v, indent + 1)}" for v in obj]
+            return "[\n" + ",\n".join(items) + f"\n{pad}]" if items else "[]"
+        return json.dumps(obj)
+
+    return dump(doc, 0) + "\n"
 
 
 def main():
@@ -589,8 +629,7 @@ def main():
         print(f"{name}: {len(desc['states'])} states -> {desc['file']}")
 
     write_atomic(os.path.join(args.out_dir, "config.ini"), files["config.ini"])
-    write_atomic(os.path.join(args.out_dir, "dfn3_stream.json"),
-                 (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
+    write_atomic(os.path.join(args.out_dir, "dfn3_stream.json"), to_json(doc).encode("utf-8"))
     print(f"wrote {args.out_dir}/dfn3_stream.json")
 
 

@@ -11,7 +11,10 @@ spectrum times the model's mask, irfft(1024) truncated to 960 samples,
 weighted by the least-squares synthesis window
 awin = win / (sum of win^2 over the frames overlapping each sample), and
 overlap-added with hop 512. The wheel does this with torch; this is the same
-arithmetic in numpy (float32 like the wheel's tensors).
+arithmetic in numpy (float32 like the wheel's tensors). The reference is
+the wheel's processing of the clip preceded by LEAD_IN zeros (see below),
+trimmed back to the clip's timeline: sample t of the reference is sample t
+of the clip, enhanced.
 
 usage: python verify_nsnet2_stream.py ORIG.onnx STREAM.onnx NOISY.wav
            [--frames 400] [--fixture-dir DIR --fixture-seconds 3]
@@ -32,6 +35,7 @@ HOP = 512
 BINS = N_FFT // 2 + 1
 HIDDEN = 600
 TOL = 1e-4
+LEAD_IN = HOP
 
 
 def window():
@@ -152,8 +156,21 @@ def main():
     if args.fixture_dir:
         n = int(args.fixture_seconds * FS)
         clip = pcm[:n]
+        # A stream has history: its first frame already holds the first 448
+        # samples after 512 zeros, and the GRUs have seen that frame when the
+        # wheel's first frame (samples 0..960) arrives. The wheel starts at
+        # sample 0 with fresh states. The GRUs remember that one frame for
+        # seconds, so the reference is the wheel run on the clip after
+        # LEAD_IN zeros (the frames a stream sees), with the lead-in dropped.
+        lead = np.concatenate([np.zeros(LEAD_IN), clip.astype(np.float64) / 32768.0])
+        spec, feat = analyse(lead)
+        y = synthesise(spec, run_sequence(orig, feat))[LEAD_IN:]
         spec, feat = analyse(clip.astype(np.float64) / 32768.0)
-        y = synthesise(spec, run_sequence(orig, feat))
+        plain = synthesise(spec, run_sequence(orig, feat))
+        core = slice(N_WIN - HOP, len(plain) - (N_WIN - HOP))
+        err = np.sum((plain[core] - y[core]) ** 2)
+        print(f"wheel with vs without the {LEAD_IN}-sample lead-in: "
+              f"{10 * np.log10(np.sum(plain[core] ** 2) / err):.1f} dB SNR (first-frame state only)")
         os.makedirs(args.fixture_dir, exist_ok=True)
         p_in = os.path.join(args.fixture_dir, "nsnet2_noisy.wav")
         p_out = os.path.join(args.fixture_dir, "nsnet2_reference.wav")
