@@ -7,6 +7,7 @@ use super::common::{self, BypassFade, DeviceChoice};
 use crate::bridge::worker::ModelCatalog;
 use crate::bridge::{BridgeConfig, RealtimeBridge, Telemetry};
 use crate::pipelines::enhance_gtcrn::{self, GtcrnEnhancer};
+use crate::pipelines::enhance_nsnet2::{self, Nsnet2Enhancer};
 use crate::pipelines::enhance_rnnoise::{self, RnnoiseEnhancer};
 use crate::runtime::RuntimeError;
 use crate::pipelines::stream::{HostRateStream, ModelTiming};
@@ -71,13 +72,16 @@ pub enum CleanModel {
     #[id = "gtcrn"]
     #[name = "GTCRN (16 kHz, light)"]
     Gtcrn,
+    #[id = "nsnet2"]
+    #[name = "NSNet2 (48 kHz)"]
+    Nsnet2,
     #[id = "rnnoise"]
     #[name = "RNNoise (lightest, no ONNX)"]
     Rnnoise,
 }
 
 impl CleanModel {
-    pub const ALL: [CleanModel; 2] = [CleanModel::Gtcrn, CleanModel::Rnnoise];
+    pub const ALL: [CleanModel; 3] = [CleanModel::Gtcrn, CleanModel::Nsnet2, CleanModel::Rnnoise];
 
     pub fn index(self) -> usize {
         Self::ALL.iter().position(|m| *m == self).unwrap_or(0)
@@ -87,6 +91,7 @@ impl CleanModel {
     pub fn cli_name(self) -> &'static str {
         match self {
             CleanModel::Gtcrn => "gtcrn",
+            CleanModel::Nsnet2 => "nsnet2",
             CleanModel::Rnnoise => "rnnoise",
         }
     }
@@ -94,6 +99,7 @@ impl CleanModel {
     pub fn timing(self) -> ModelTiming {
         match self {
             CleanModel::Gtcrn => ModelTiming { sample_rate: enhance_gtcrn::SAMPLE_RATE, hop: enhance_gtcrn::HOP, delay: enhance_gtcrn::N_FFT - enhance_gtcrn::HOP },
+            CleanModel::Nsnet2 => ModelTiming { sample_rate: enhance_nsnet2::SAMPLE_RATE, hop: enhance_nsnet2::HOP, delay: enhance_nsnet2::DELAY },
             CleanModel::Rnnoise => ModelTiming { sample_rate: enhance_rnnoise::SAMPLE_RATE, hop: enhance_rnnoise::HOP, delay: enhance_rnnoise::DELAY },
         }
     }
@@ -105,6 +111,11 @@ impl CleanModel {
                 crate::runtime::onnx::environment()?;
                 let installed = store::find_model("gtcrn")?;
                 Ok(Box::new(GtcrnEnhancer::load(&installed.file_path(), channels, device)?))
+            }
+            CleanModel::Nsnet2 => {
+                crate::runtime::onnx::environment()?;
+                let installed = store::find_model("nsnet2_48k")?;
+                Ok(Box::new(Nsnet2Enhancer::load(&installed.file_path(), channels, device)?))
             }
             CleanModel::Rnnoise => Ok(Box::new(RnnoiseEnhancer::new(channels))),
         }

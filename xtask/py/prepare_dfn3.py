@@ -72,11 +72,9 @@ top of the STFT's n_fft - hop = 480 samples (1440 samples in total).
 import argparse
 import configparser
 import hashlib
-import io
 import json
 import os
 import re
-import sys
 import tarfile
 
 import numpy as np
@@ -231,11 +229,15 @@ def fix_inputs_to_one_frame(graph):
 def add_state(graph, states, name_in, name_out, shape, elem_type, init, origin):
     """Declares a state input/output pair. `init` is the initial value (ndarray);
     if it is not all zeros it becomes the input's default (same-name initializer)."""
+    taken = {vi.name for vi in graph.input} | {vi.name for vi in graph.output}
+    if name_in in taken or name_out in taken:
+        raise SystemExit(f"state name clash: {name_in} / {name_out}")
     graph.input.append(helper.make_tensor_value_info(name_in, elem_type, shape))
     graph.output.append(helper.make_tensor_value_info(name_out, elem_type, shape))
     nonzero = bool(np.any(init != 0))
     if nonzero:
-        graph.initializer.append(numpy_helper.from_array(init.astype(helper.tensor_dtype_to_np_dtype(elem_type)), name_in))
+        default = init.astype(helper.tensor_dtype_to_np_dtype(elem_type))
+        graph.initializer.append(numpy_helper.from_array(default, name_in))
     states.append({
         "input": name_in,
         "output": name_out,
@@ -274,7 +276,7 @@ def rewrite_grus(model, states):
         else:
             init = np.zeros(shape, np.float32)  # ONNX default: zeros
 
-        base = sanitize(node.name)
+        base = sanitize(node.name or node.output[0])
         name_in, name_out = f"h_in_{base}", f"h_out_{base}"
         while len(node.input) < 6:
             node.input.append("")
@@ -286,7 +288,7 @@ def rewrite_grus(model, states):
         else:
             node.output[1] = name_out
         add_state(graph, states, name_in, name_out, shape, TensorProto.FLOAT, init, {
-            "op": "GRU", "node": node.name, "hidden_size": hidden,
+            "op": "GRU", "node": node.name or node.output[0], "hidden_size": hidden,
             "linear_before_reset": int(attrs.get("linear_before_reset", 0)),
             "sequence_initial_h": old_h0 or "(none: zeros)",
             "meaning": "GRU hidden state after the previous frame",
@@ -296,7 +298,9 @@ def rewrite_grus(model, states):
 def conv_time_geometry(conv, time_axis):
     """(kernel, dilation, stride, pad_begin, pad_end) of a Conv/ConvTranspose along time."""
     attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
-    k = time_axis - 2  # spatial index of the time axis (NCHW: H is time)
+    k = time_axis - 2  # spatial index of the time axis (N, C, spatial...)
+    if k < 0:
+        raise SystemExit(f"{conv.name}: time is not a spatial axis (axis {time_axis})")
     n_sp = len(attrs["kernel_shape"])
     dil = attrs.get("dilations", [1] * n_sp)[k]
     stride = attrs.get("strides", [1] * n_sp)[k]
@@ -310,12 +314,12 @@ def rewrite_time_pads(model, states, time_axes):
     """Pad (time) + Conv -> Concat(buf_in, x) + Conv, buf_out = last P frames."""
     graph = model.graph
     feeds = stream_feeds(graph)
-    shapes = {vi.name: vi for vi in graph.input}
-    shapes.update({vi.name: vi for vi in
-                   onnx.shape_inference.infer_shapes(model).graph.value_info})
-    rewritten = []  # Conv nodes now fed with history
-    for pad_name in [n.name for n in graph.node if n.op_type == "Pad"]:
-        node = next(n for n in graph.node if n.name == pad_name)
+    rewritten = []  # outputs of the Conv nodes now fed with history
+    # Pads are identified by their output tensor (unique in an SSA graph), since
+    # the node list is rebuilt after each rewrite.
+    for pad_out in [n.output[0] for n in graph.node if n.op_type == "Pad"]:
+        node = next(n for n in graph.node if n.op_type == "Pad" and n.output[0] == pad_out)
+        pad_name = node.name or pad_out
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         mode = attrs.get("mode", b"constant")
         if mode not in (b"constant", "constant"):
@@ -329,11 +333,7 @@ def rewrite_time_pads(model, states, time_axes):
         rank = len(pads) // 2
         begin, end = pads[:rank], pads[rank:]
 
-        # Which axis is time? The one named S in the sequence graph's shapes.
-        if x in time_axes:
-            t_ax = time_axes[x]
-        else:
-            raise SystemExit(f"{node.name}: cannot tell the time axis of {x}")
+        t_ax = time_axes[x]  # found by sequence_time_axes()
         p_begin, p_end = begin[t_ax], end[t_ax]
         if p_end != 0:
             # Padding future frames would make the streaming graph a delayed one;
@@ -341,6 +341,8 @@ def rewrite_time_pads(model, states, time_axes):
             # the features before the encoder), so this is reported, not handled.
             raise SystemExit(f"{node.name}: pads {p_end} future frames; a streaming "
                              f"version would need a {p_end}-frame delay")
+        if p_begin < 0:
+            raise SystemExit(f"{node.name}: crops {-p_begin} past frames; cannot be streamed")
         if p_begin == 0:
             continue
 
@@ -355,20 +357,16 @@ def rewrite_time_pads(model, states, time_axes):
                 raise SystemExit(f"{conv.name}: time kernel {kt}, dilation {dil}, stride "
                                  f"{stride}, pads ({cb},{ce}) do not match the Pad ({p_begin})")
 
-        vi = shapes.get(x)
-        if vi is None:
-            raise SystemExit(f"{node.name}: unknown shape of {x}")
-        x_shape = static_shape(vi)
-        if not all(isinstance(d, int) and d > 0 for d in x_shape):
-            raise SystemExit(f"{node.name}: shape of {x} is not static: {x_shape}")
-        elem_type = vi.type.tensor_type.elem_type
-        buf_shape = list(x_shape)
+        # One-frame shape and type of the padded tensor, measured.
+        x_value = evaluate(model, x, feeds)
+        elem_type = helper.np_dtype_to_tensor_dtype(x_value.dtype)
+        buf_shape = list(x_value.shape)
         buf_shape[t_ax] = p_begin
 
-        base = sanitize(node.name)
+        base = sanitize(pad_name)
         name_in, name_out = f"buf_in_{base}", f"buf_out_{base}"
         cat = f"{base}_history"
-        new_nodes = [helper.make_node("Concat", [name_in, x], [cat], name=f"{node.name}_stream_concat", axis=t_ax)]
+        new_nodes = [helper.make_node("Concat", [name_in, x], [cat], name=f"{pad_name}_stream_concat", axis=t_ax)]
         starts, ends, axes = f"{base}_hist_starts", f"{base}_hist_ends", f"{base}_hist_axes"
         graph.initializer.extend([
             numpy_helper.from_array(np.array([-p_begin], np.int64), starts),
@@ -376,7 +374,7 @@ def rewrite_time_pads(model, states, time_axes):
             numpy_helper.from_array(np.array([t_ax], np.int64), axes),
         ])
         new_nodes.append(helper.make_node("Slice", [cat, starts, ends, axes], [name_out],
-                                          name=f"{node.name}_stream_slice"))
+                                          name=f"{pad_name}_stream_slice"))
         feed_to_conv = cat
         other = [p for i, p in enumerate(pads) if i % rank != t_ax]
         if any(other):  # keep padding of the other axes
@@ -387,7 +385,10 @@ def rewrite_time_pads(model, states, time_axes):
             value_name = node.input[2] if len(node.input) > 2 else ""
             feed_to_conv = f"{base}_padded"
             new_nodes.append(helper.make_node("Pad", [cat, rest_name, value_name], [feed_to_conv],
-                                              name=f"{node.name}_stream_pad", mode="constant"))
+                                              name=f"{pad_name}_stream_pad", mode="constant"))
+
+        conv_names = [c.name for c in convs]
+        conv_kernels = [conv_time_geometry(c, t_ax)[0] for c in convs]
 
         # Splice: the new nodes take the Pad's place in the node list.
         for conv in convs:
@@ -396,46 +397,45 @@ def rewrite_time_pads(model, states, time_axes):
                     conv.input[i] = feed_to_conv
         nodes = []
         for n in graph.node:
-            nodes.extend(new_nodes if n.name == pad_name else [n])
-        rewritten.extend(c.name for c in convs)
+            nodes.extend(new_nodes if n.op_type == "Pad" and n.output[0] == pad_out else [n])
+        rewritten.extend(c.output[0] for c in convs)
         replace_nodes(graph, nodes)
 
         add_state(graph, states, name_in, name_out, buf_shape, elem_type,
-                  np.full(buf_shape, value, np.float32), {
-                      "op": "Pad+Conv", "pad_node": node.name,
-                      "conv_nodes": [c.name for c in convs], "tensor": x, "time_axis": t_ax,
+                  np.full(buf_shape, value, x_value.dtype), {
+                      "op": "Pad+Conv", "pad_node": pad_name,
+                      "conv_nodes": conv_names, "tensor": x, "time_axis": t_ax,
                       "time_pads": [p_begin, p_end], "frames": p_begin,
-                      "conv_time_kernel": [conv_time_geometry(c, t_ax)[0] for c in convs],
+                      "conv_time_kernel": conv_kernels,
                       "meaning": f"the previous {p_begin} frames of '{x}' (oldest first)",
                   })
 
     # Every other convolution must not look across frames.
     for node in graph.node:
-        if node.op_type in ("Conv", "ConvTranspose") and node.name not in rewritten:
-            kt, dil, stride, cb, ce = conv_time_geometry(node, 2)
+        if node.op_type in ("Conv", "ConvTranspose") and node.output[0] not in rewritten:
+            kt, dil, stride, cb, ce = conv_time_geometry(node, time_axes[node.input[0]])
             if kt != 1 or stride != 1 or cb or ce:
                 raise SystemExit(f"{node.name}: time kernel {kt}/stride {stride}/pads ({cb},{ce}) "
                                  f"without an explicit Pad cannot be streamed")
 
 
-def output_time_axes(model):
-    """Time axis of every output of a sequence graph. Output dims are not reliably
-    named (e.g. df_dec's '235'), so run the graph for two sequence lengths and
-    take the axis whose size follows S."""
+def sequence_time_axes(model, names):
+    """Time axis of tensors of a *sequence* graph. Dims are not reliably named
+    (e.g. df_dec's output '235' has no 'S'), so the graph is run for two sequence
+    lengths and the axis whose size follows S is taken."""
     shapes = []
     for length in (3, 5):
         feeds = {}
         for vi in model.graph.input:
             shape = [length if d == TIME_DIM else d for d in static_shape(vi)]
             feeds[vi.name] = np.zeros(shape, helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type))
-        values = ReferenceEvaluator(model).run(None, feeds)
-        shapes.append([v.shape for v in values])
+        shapes.append([v.shape for v in ReferenceEvaluator(model).run(list(names), feeds)])
     axes = {}
-    for vi, a, b in zip(model.graph.output, *shapes):
-        moving = [i for i, (x, y) in enumerate(zip(a, b)) if (x, y) == (3, 5)]
-        if len(moving) != 1 or any(x != y for i, (x, y) in enumerate(zip(a, b)) if i not in moving):
-            raise SystemExit(f"output {vi.name}: cannot find its time axis ({a} vs {b})")
-        axes[vi.name] = moving[0]
+    for name, a, b in zip(names, *shapes):
+        moving = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+        if len(moving) != 1 or b[moving[0]] - a[moving[0]] != 2:
+            raise SystemExit(f"{name}: cannot find its time axis ({a} vs {b})")
+        axes[name] = moving[0]
     return axes
 
 
@@ -446,8 +446,12 @@ def make_stream_model(model, name):
     for op in model.opset_import:
         if op.domain in ("", "ai.onnx") and op.version < 11:
             raise SystemExit(f"{name}: opset {op.version} < 11 is not supported")
-    out_time_axes = output_time_axes(model)
-    time_axes = fix_inputs_to_one_frame(graph)
+    # Time axes (as in the sequence graph) of the outputs and of the inputs of
+    # every Pad and convolution.
+    probe = [o.name for o in graph.output] + [
+        n.input[0] for n in graph.node if n.op_type in ("Pad", "Conv", "ConvTranspose")]
+    time_axes = sequence_time_axes(model, list(dict.fromkeys(probe)))
+    time_axes.update(fix_inputs_to_one_frame(graph))
 
     states = []
     rewrite_grus(model, states)
@@ -489,7 +493,7 @@ def make_stream_model(model, name):
         "file": f"{name}_stream.onnx",
         "source_file": f"{name}.onnx",
         "inputs": [describe(vi, state_in, "updated_by", time_axes) for vi in graph.input],
-        "outputs": [describe(vi, state_out, "updates", out_time_axes) for vi in graph.output],
+        "outputs": [describe(vi, state_out, "updates", time_axes) for vi in graph.output],
         "states": states,
         "output_delay_frames": 0,
         "relation": ("streaming output at step t == sequence output at frame t for every "

@@ -137,12 +137,12 @@ def take(x, axis, t):
     return np.take(x, [t], axis=axis)
 
 
-def compare(spec, seq, stream_steps, label, delay_override=None):
+def compare(spec, seq, stream_steps, label):
     """Max abs difference per data output, stream step t vs sequence frame t - delay."""
     worst = 0.0
     for name in GRAPHS:
         g = spec["graphs"][name]
-        delay = g["output_delay_frames"] if delay_override is None else delay_override
+        delay = g["output_delay_frames"]
         for o in g["outputs"]:
             if o["kind"] != "data":
                 continue

