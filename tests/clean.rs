@@ -27,7 +27,7 @@ fn panned_voice_keeps_its_left_right_balance() {
     let right: Vec<f32> = speech.iter().zip(&noise).map(|(s, n)| gr * s + 0.5 * n).collect();
     let input = AudioData { sample_rate: clean.sample_rate, channels: vec![left, right] };
     let want = 20.0 * (gl / gr).log10() as f64;
-    for model in [CleanModel::Gtcrn] {
+    for model in CleanModel::ALL {
         let (out, report) = render_clean(&input, model, 100.0, Device::Cpu, |_, _| {}).unwrap();
         assert_eq!(report.underruns, 0);
         let got = energy_db(&out.channels[0]) - energy_db(&out.channels[1]);

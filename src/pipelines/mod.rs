@@ -5,6 +5,7 @@
 //! [`stream::HostRateStream`] wraps it for any host rate and any block size,
 //! with an exact, fixed delay.
 
+pub mod enhance_dfn3;
 pub mod enhance_gtcrn;
 pub mod enhance_nsnet2;
 pub mod enhance_rnnoise;

@@ -115,7 +115,8 @@ fn test(root: &Path) -> Result<()> {
 
 fn bench(root: &Path) -> Result<()> {
     models::install(root, &[])?;
-    run(Command::new("cargo").args(["bench", "--bench", "realtime"]))
+    run(Command::new("cargo").args(["bench", "--bench", "realtime"]))?;
+    run(Command::new("cargo").args(["bench", "--bench", "load"]))
 }
 
 /// Speech-enhancement quality table (PESQ, STOI, SI-SDR by input SNR) for

