@@ -33,6 +33,10 @@ pub struct Telemetry {
     /// Input samples that were NaN/Inf/huge and were sanitized.
     sanitized_samples: AtomicU64,
     latency_samples: AtomicU32,
+    /// The model's speech-to-noise estimate in dB (f32 bits; NaN = none).
+    speech_to_noise: AtomicU32,
+    /// Post-filter strength asked for by the user (f32 bits), read by the worker.
+    post_filter: AtomicU32,
     status: Mutex<String>,
 }
 
@@ -79,6 +83,20 @@ impl Telemetry {
     }
     pub fn sanitized_samples(&self) -> u64 {
         self.sanitized_samples.load(Ordering::Relaxed)
+    }
+    pub fn set_speech_to_noise(&self, db: Option<f32>) {
+        self.speech_to_noise.store(db.unwrap_or(f32::NAN).to_bits(), Ordering::Relaxed);
+    }
+    pub fn speech_to_noise(&self) -> Option<f32> {
+        let v = f32::from_bits(self.speech_to_noise.load(Ordering::Relaxed));
+        (!v.is_nan()).then_some(v)
+    }
+    /// Audio thread (from the parameter) or main thread.
+    pub fn set_post_filter(&self, strength: f32) {
+        self.post_filter.store(strength.to_bits(), Ordering::Relaxed);
+    }
+    pub fn post_filter(&self) -> f32 {
+        f32::from_bits(self.post_filter.load(Ordering::Relaxed))
     }
     pub fn set_latency(&self, samples: u32) {
         self.latency_samples.store(samples, Ordering::Relaxed);

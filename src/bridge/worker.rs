@@ -187,6 +187,11 @@ fn run(setup: WorkerSetup) {
             planar_in[(i % channels) * frames + i / channels] = x;
         }
         let n = frames * channels;
+        let post_filter = tele.post_filter();
+        stream.model_mut().set_post_filter(post_filter);
+        if let Some(Switch::Warming { stream: s, .. }) = switch.as_mut() {
+            s.model_mut().set_post_filter(post_filter);
+        }
         stream.process(&planar_in[..n], &mut planar_out[..n], frames);
         let mut finished_switch = false;
         if let Some(Switch::Warming { stream: new, warm_left, faded, .. }) = switch.as_mut() {
@@ -216,6 +221,7 @@ fn run(setup: WorkerSetup) {
         busy += started.elapsed().as_secs_f64();
         audio += frames as f64 / host_rate as f64;
         tele.set_model_faults(stream.model().faults());
+        tele.set_speech_to_noise(stream.model().speech_to_noise_db());
 
         // Hand the frames back; wait (off the audio thread) if the ring is full.
         let mut written = 0;

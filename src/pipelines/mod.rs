@@ -38,6 +38,14 @@ pub trait HopModel: Send {
     fn faults(&self) -> u64 {
         0
     }
+    /// The model's own speech-to-noise estimate in dB, if it has one
+    /// (DeepFilterNet's local SNR), for a meter.
+    fn speech_to_noise_db(&self) -> Option<f32> {
+        None
+    }
+    /// Post-filter strength, 0 (off) to 1 (strongest), for models that have
+    /// one; others ignore it.
+    fn set_post_filter(&mut self, _strength: f32) {}
     /// Where inference runs, in plain words ("CPU", "GPU (CUDA)", ...).
     fn device_note(&self) -> &str {
         "CPU"

@@ -195,6 +195,10 @@ impl HostRateStream {
         self.model.as_ref()
     }
 
+    pub fn model_mut(&mut self) -> &mut dyn HopModel {
+        self.model.as_mut()
+    }
+
     /// Back to the state right after construction.
     pub fn reset(&mut self) {
         self.model.reset();

@@ -26,6 +26,12 @@ pub struct CleanParams {
     pub atten_limit: FloatParam,
     #[id = "bypass"]
     pub bypass: BoolParam,
+    /// Post-filter strength (models that have one: DeepFilterNet3).
+    #[id = "postfilter"]
+    pub post_filter: FloatParam,
+    /// Read-only meter: the model's speech-to-noise estimate.
+    #[id = "snrmeter"]
+    pub speech_to_noise: IntParam,
     #[id = "model"]
     pub model: EnumParam<CleanModel>,
     #[id = "device"]
@@ -53,6 +59,11 @@ impl Default for Clean {
                     .with_step_size(0.5)
                     .with_smoother(SmoothingStyle::Linear(20.0)),
                 bypass: common::bypass_param(),
+                post_filter: FloatParam::new("Post-filter", 0.0, FloatRange::Linear { min: 0.0, max: 100.0 }).with_unit(" %").with_step_size(1.0),
+                speech_to_noise: common::meter_param("Speech/noise", telemetry.clone(), |t| match t.speech_to_noise() {
+                    Some(db) => format!("{db:.1} dB"),
+                    None => "n/a for this model".into(),
+                }),
                 model: EnumParam::new("Model", CleanModel::Gtcrn),
                 device: EnumParam::new("Device", DeviceChoice::Cpu).non_automatable(),
                 status: common::status_param(telemetry.clone()),
@@ -232,6 +243,7 @@ impl Plugin for Clean {
             return ProcessStatus::Normal;
         };
         bridge.request_model(self.params.model.value().index());
+        self.telemetry.set_post_filter(self.params.post_filter.value() / 100.0);
         let mix = &self.params.mix.smoothed;
         let atten = &self.params.atten_limit.smoothed;
         let bypassed = self.params.bypass.value();

@@ -45,9 +45,15 @@ pub fn bypass_param() -> BoolParam {
 /// A read-only parameter whose text is the plugin's status line, so that any
 /// host's generic editor shows it (main thread reads it).
 pub fn status_param(telemetry: Arc<Telemetry>) -> IntParam {
-    IntParam::new("Status", 0, IntRange::Linear { min: 0, max: 1 })
+    meter_param("Status", telemetry, Telemetry::status_line)
+}
+
+/// A read-only parameter that displays a live value from the telemetry
+/// (hosts show it in their generic editors; main thread reads it).
+pub fn meter_param(name: &str, telemetry: Arc<Telemetry>, show: fn(&Telemetry) -> String) -> IntParam {
+    IntParam::new(name, 0, IntRange::Linear { min: 0, max: 1 })
         .non_automatable()
-        .with_value_to_string(Arc::new(move |_| telemetry.status_line()))
+        .with_value_to_string(Arc::new(move |_| show(&telemetry)))
 }
 
 /// Linear smoother for the bypass crossfade (audio thread).
