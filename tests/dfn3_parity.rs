@@ -18,7 +18,16 @@ use manifold::runtime::onnx::Device;
 use manifold::runtime::store;
 use std::ffi::{c_char, c_void, CString};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// The tests of this file run one at a time, so the timings are not
+/// disturbed by the others.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 const FILES: [&str; 2] = ["noisy_0_pink_5.wav", "noisy_1_babble_5.wav"];
 /// No attenuation limit (the reference treats >= 100 dB as none).
@@ -128,22 +137,27 @@ fn snr_db(reference: &[f32], test: &[f32]) -> f64 {
     10.0 * (s / e.max(1e-30)).log10()
 }
 
-/// The lag (0..max_lag) at which `y` best matches `x` delayed, by normalised
-/// cross-correlation.
+/// The lag (0..max_lag) at which `y` best matches `x` delayed: the peak of
+/// their cross-correlation (computed with an FFT).
 fn best_lag(x: &[f32], y: &[f32], max_lag: usize) -> usize {
-    let n = x.len().min(y.len()) - max_lag;
-    (0..max_lag)
-        .map(|lag| {
-            let (mut xy, mut yy) = (0.0f64, 0.0f64);
-            for i in 0..n {
-                xy += x[i] as f64 * y[i + lag] as f64;
-                yy += (y[i + lag] as f64).powi(2);
-            }
-            (lag, xy / yy.max(1e-30).sqrt())
-        })
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .unwrap()
-        .0
+    use realfft::num_complex::Complex32;
+    let n = (x.len().max(y.len()) + max_lag).next_power_of_two();
+    let mut planner = realfft::RealFftPlanner::<f32>::new();
+    let (fwd, inv) = (planner.plan_fft_forward(n), planner.plan_fft_inverse(n));
+    let spectrum = |v: &[f32]| {
+        let mut t = vec![0.0f32; n];
+        t[..v.len()].copy_from_slice(v);
+        let mut s = vec![Complex32::default(); n / 2 + 1];
+        fwd.process(&mut t, &mut s).unwrap();
+        s
+    };
+    let (sx, sy) = (spectrum(x), spectrum(y));
+    let mut prod: Vec<Complex32> = sx.iter().zip(&sy).map(|(a, b)| a.conj() * b).collect();
+    prod[0].im = 0.0;
+    prod[n / 2].im = 0.0;
+    let mut r = vec![0.0f32; n];
+    inv.process(&mut prod, &mut r).unwrap();
+    (0..max_lag).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap()
 }
 
 struct Stats {
@@ -162,6 +176,7 @@ fn stats(times: &[Duration]) -> Stats {
 
 #[test]
 fn matches_libdeepfilter_hop_for_hop() {
+    let _serial = serial();
     let mut all_ref_times = Vec::new();
     let mut all_our_times = Vec::new();
     for file in FILES {
@@ -202,26 +217,39 @@ fn matches_libdeepfilter_hop_for_hop() {
 }
 
 #[test]
-fn post_filter_and_attenuation_limit_match_too() {
+fn post_filter_attenuation_limit_and_digital_silence_match_too() {
+    let _serial = serial();
     let noisy = read_mono(&testdata(FILES[0]));
     let x = padded(&noisy[..noisy.len().min(48000 * 4)]);
-    for (beta, lim) in [(0.02f32, NO_LIMIT_DB), (0.0, 12.0)] {
+    // Half a second of digital silence in the middle: the reference mutes
+    // and freezes its state after 5 silent hops.
+    let mut gap = x.clone();
+    gap[72000..96000].fill(0.0);
+    for (x, beta, lim) in [(&x, 0.02f32, NO_LIMIT_DB), (&x, 0.0, 12.0), (&gap, 0.0, NO_LIMIT_DB)] {
         let mut reference = Reference::new(lim);
         reference.set_post_filter_beta(beta);
-        let (y_ref, _) = run(&x, |i, o| {
+        let (y_ref, _) = run(x, |i, o| {
             reference.process_hop(i, o);
         });
         let mut m = ours(1, lim);
         m.set_post_filter_beta(beta);
-        let (y_ours, _) = run(&x, |i, o| m.process_hop(i, o));
+        let (y_ours, _) = run(x, |i, o| m.process_hop(i, o));
         let snr = snr_db(&y_ref, &y_ours);
-        println!("post-filter beta {beta}, limit {lim} dB: SNR {snr:.1} dB");
-        assert!(snr >= MIN_SNR_DB, "beta {beta}, limit {lim} dB: SNR {snr:.1} dB");
+        let what = if std::ptr::eq(x, &gap) { " (0.5 s digital silence)" } else { "" };
+        println!("post-filter beta {beta}, limit {lim} dB{what}: SNR {snr:.1} dB");
+        if !what.is_empty() {
+            // Hops 150..200 are silent; from the 6th on, both mute.
+            let muted = 156 * HOP..200 * HOP;
+            assert!(y_ref[muted.clone()].iter().all(|v| *v == 0.0), "the reference mutes digital silence");
+            assert!(y_ours[muted].iter().all(|v| *v == 0.0), "digital silence is muted");
+        }
+        assert!(snr >= MIN_SNR_DB, "beta {beta}, limit {lim} dB{what}: SNR {snr:.1} dB");
     }
 }
 
 #[test]
 fn stereo_is_linked_and_identical_channels_match_mono() {
+    let _serial = serial();
     let noisy = read_mono(&testdata(FILES[1]));
     let x = padded(&noisy[..48000 * 3]);
     let n = x.len();
@@ -262,10 +290,12 @@ fn stereo_is_linked_and_identical_channels_match_mono() {
     assert_eq!(best_lag(&x, &left, 4000), DELAY);
     let lsnr = stereo.lsnr();
     assert!((-15.0..=35.0).contains(&lsnr), "lsnr {lsnr}");
+    assert_eq!(stereo.speech_to_noise_db(), Some(lsnr));
 }
 
 #[test]
 fn reset_restores_the_initial_state_and_bad_input_stays_finite() {
+    let _serial = serial();
     let noisy = read_mono(&testdata(FILES[0]));
     let x = padded(&noisy[..48000 * 2]);
     let mut m = ours(1, NO_LIMIT_DB);

@@ -37,7 +37,10 @@
 //!   over the first 480 bins (the reference's 4-bin blocks leave the
 //!   Nyquist bin out), only when the ERB stage ran.
 //! * **Attenuation limit**: `enhanced · (1 - l) + noisy · l`,
-//!   `l = 10^(-limit/20)`; a limit of 100 dB or more means none.
+//!   `l = 10^(-limit/20)`; a limit of 100 dB or more means none. (A limit
+//!   under 0.01 dB passes the dry signal; the reference then also skips the
+//!   model and passes its input *undelayed*; here the delay stays and the
+//!   model keeps running, so changing the limit later is seamless.)
 //! * **Digital silence**: when the mean square of the input hop stays below
 //!   1e-7 for more than 5 hops, the reference outputs zeros and freezes all
 //!   its state (STFT memories, normalisation, model) until the signal comes
@@ -93,6 +96,10 @@ pub const LSNR_MAX: f32 = 35.0;
 const MIN_DB_THRESH: f32 = -15.0;
 const MAX_DB_ERB_THRESH: f32 = 35.0;
 const MAX_DB_DF_THRESH: f32 = 35.0;
+/// The strongest post-filter offered ([`HopModel::set_post_filter`] at 1):
+/// the top of DeepFilterNet's suggested beta range (0..0.05; its own
+/// command line uses 0.02 when the post-filter is on).
+pub const POST_FILTER_BETA_MAX: f32 = 0.05;
 /// Mean-square level below which a hop counts as silent, and how many silent
 /// hops in a row pass before the output is muted (reference behaviour).
 const SILENCE_MEAN_SQUARE: f32 = 1e-7;
@@ -270,8 +277,8 @@ impl VorbisStft {
         for ((t, x), w) in self.time[M..].iter_mut().zip(&hop_in[..HOP]).zip(&self.window[M..]) {
             *t = x * w;
         }
-        // (N_FFT - HOP == HOP: the memory is exactly the previous hop.)
-        mem.copy_from_slice(&hop_in[N_FFT - 2 * M..HOP]);
+        // The newest `N_FFT - HOP` samples (here: the whole hop).
+        mem.copy_from_slice(&hop_in[HOP - M..HOP]);
         // realfft only fails on wrong lengths, which `new` rules out.
         let _ = self.fwd.process_with_scratch(&mut self.time, spectrum, &mut self.scratch);
         for c in spectrum.iter_mut() {
@@ -378,7 +385,7 @@ fn post_filter(noisy: &[Complex32], enh: &mut [Complex32], beta: f32) {
     let half_pi = std::f32::consts::PI / 2.0;
     let n = noisy.len().min(enh.len()) / 4 * 4;
     for (x, e) in noisy[..n].iter().zip(enh[..n].iter_mut()) {
-        let g = (e.norm() / (x.norm() + EPS)).min(1.0).max(EPS);
+        let g = (e.norm() / (x.norm() + EPS)).clamp(EPS, 1.0);
         let g_sin = g * (g * half_pi).sin();
         let pf = ((1.0 + beta) * g / (1.0 + beta * (g / g_sin).powi(2))) / g;
         *e *= pf;
@@ -606,6 +613,12 @@ impl Dfn3Enhancer {
     pub fn load(dir: &Path, channels: usize, device: Device, atten_lim_db: f32) -> Result<Self, RuntimeError> {
         assert!(channels > 0, "at least one channel");
         let dir = if !dir.join(ENC_FILE).is_file() && dir.join("stream").join(ENC_FILE).is_file() { dir.join("stream") } else { dir.to_path_buf() };
+        if !dir.join(ENC_FILE).is_file() {
+            return Err(RuntimeError::ModelCorrupt {
+                path: dir.join(ENC_FILE),
+                reason: "the DeepFilterNet3 streaming graphs are missing (made by xtask/py/prepare_dfn3.py)".into(),
+            });
+        }
         check_config(&dir.join(CONFIG_FILE))?;
         let (enc, note) = Graph::open(&dir.join(ENC_FILE), device, &ENC_STATES, &["feat_erb", "feat_spec"], &["e0", "e1", "e2", "e3", "emb", "c0", "lsnr"])?;
         let (erb_dec, _) = Graph::open(&dir.join(ERB_DEC_FILE), device, &ERB_DEC_STATES, &["emb", "e3", "e2", "e1", "e0"], &["m"])?;
@@ -795,6 +808,14 @@ impl HopModel for Dfn3Enhancer {
     }
     fn device_note(&self) -> &str {
         &self.device_note
+    }
+    fn speech_to_noise_db(&self) -> Option<f32> {
+        Some(self.lsnr)
+    }
+    /// 0..1 maps linearly to the post-filter's beta 0..[`POST_FILTER_BETA_MAX`].
+    fn set_post_filter(&mut self, strength: f32) {
+        let s = if strength.is_finite() { strength.clamp(0.0, 1.0) } else { 0.0 };
+        self.set_post_filter_beta(s * POST_FILTER_BETA_MAX);
     }
 
     fn process_hop(&mut self, input: &[f32], output: &mut [f32]) {
