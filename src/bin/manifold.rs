@@ -24,8 +24,8 @@ enum Command {
         /// Output WAV (32-bit float), aligned to the input, same length.
         #[arg(short, long)]
         output: PathBuf,
-        /// Enhancement model: gtcrn or rnnoise.
-        #[arg(long, default_value = "gtcrn", value_parser = parse_model)]
+        /// Enhancement model: dfn3 (DeepFilterNet3), gtcrn, nsnet2 or rnnoise.
+        #[arg(long, default_value = "dfn3", value_parser = parse_model)]
         model: CleanModel,
         /// Remove at most this much noise, in dB (100 = no limit).
         #[arg(long = "atten-lim", default_value_t = 100.0)]

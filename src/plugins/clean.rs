@@ -6,6 +6,7 @@
 use super::common::{self, BypassFade, DeviceChoice};
 use crate::bridge::worker::ModelCatalog;
 use crate::bridge::{BridgeConfig, RealtimeBridge, Telemetry};
+use crate::pipelines::enhance_dfn3::{self, Dfn3Enhancer};
 use crate::pipelines::enhance_gtcrn::{self, GtcrnEnhancer};
 use crate::pipelines::enhance_nsnet2::{self, Nsnet2Enhancer};
 use crate::pipelines::enhance_rnnoise::{self, RnnoiseEnhancer};
@@ -64,7 +65,7 @@ impl Default for Clean {
                     Some(db) => format!("{db:.1} dB"),
                     None => "n/a for this model".into(),
                 }),
-                model: EnumParam::new("Model", CleanModel::Gtcrn),
+                model: EnumParam::new("Model", CleanModel::Dfn3),
                 device: EnumParam::new("Device", DeviceChoice::Cpu).non_automatable(),
                 status: common::status_param(telemetry.clone()),
             }),
@@ -80,6 +81,9 @@ impl Default for Clean {
 /// changes what the host was told.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CleanModel {
+    #[id = "dfn3"]
+    #[name = "DeepFilterNet3 (48 kHz, best)"]
+    Dfn3,
     #[id = "gtcrn"]
     #[name = "GTCRN (16 kHz, light)"]
     Gtcrn,
@@ -92,7 +96,7 @@ pub enum CleanModel {
 }
 
 impl CleanModel {
-    pub const ALL: [CleanModel; 3] = [CleanModel::Gtcrn, CleanModel::Nsnet2, CleanModel::Rnnoise];
+    pub const ALL: [CleanModel; 4] = [CleanModel::Dfn3, CleanModel::Gtcrn, CleanModel::Nsnet2, CleanModel::Rnnoise];
 
     pub fn index(self) -> usize {
         Self::ALL.iter().position(|m| *m == self).unwrap_or(0)
@@ -101,6 +105,7 @@ impl CleanModel {
     /// Name on the command line.
     pub fn cli_name(self) -> &'static str {
         match self {
+            CleanModel::Dfn3 => "dfn3",
             CleanModel::Gtcrn => "gtcrn",
             CleanModel::Nsnet2 => "nsnet2",
             CleanModel::Rnnoise => "rnnoise",
@@ -109,6 +114,7 @@ impl CleanModel {
 
     pub fn timing(self) -> ModelTiming {
         match self {
+            CleanModel::Dfn3 => ModelTiming { sample_rate: enhance_dfn3::SAMPLE_RATE, hop: enhance_dfn3::HOP, delay: enhance_dfn3::DELAY },
             CleanModel::Gtcrn => ModelTiming { sample_rate: enhance_gtcrn::SAMPLE_RATE, hop: enhance_gtcrn::HOP, delay: enhance_gtcrn::N_FFT - enhance_gtcrn::HOP },
             CleanModel::Nsnet2 => ModelTiming { sample_rate: enhance_nsnet2::SAMPLE_RATE, hop: enhance_nsnet2::HOP, delay: enhance_nsnet2::DELAY },
             CleanModel::Rnnoise => ModelTiming { sample_rate: enhance_rnnoise::SAMPLE_RATE, hop: enhance_rnnoise::HOP, delay: enhance_rnnoise::DELAY },
@@ -118,6 +124,12 @@ impl CleanModel {
     /// Loads the model (worker or loader thread).
     pub fn load(self, channels: usize, device: Device) -> Result<Box<dyn HopModel>, RuntimeError> {
         match self {
+            CleanModel::Dfn3 => {
+                crate::runtime::onnx::environment()?;
+                let installed = store::find_model("deepfilternet3")?;
+                // The generic attenuation limit (an aligned dry floor) applies to every model.
+                Ok(Box::new(Dfn3Enhancer::load(&installed.dir, channels, device, 100.0)?))
+            }
             CleanModel::Gtcrn => {
                 crate::runtime::onnx::environment()?;
                 let installed = store::find_model("gtcrn")?;
@@ -134,7 +146,7 @@ impl CleanModel {
 }
 
 fn catalog(channels: usize, device: Device) -> ModelCatalog {
-    Arc::new(move |index| CleanModel::ALL.get(index).copied().unwrap_or(CleanModel::Gtcrn).load(channels, device))
+    Arc::new(move |index| CleanModel::ALL.get(index).copied().unwrap_or(CleanModel::Dfn3).load(channels, device))
 }
 
 fn bridge_config(sample_rate: f32, channels: usize, max_block: usize, offline: bool, model: CleanModel) -> Result<BridgeConfig, String> {
@@ -165,7 +177,7 @@ fn bridge_config(sample_rate: f32, channels: usize, max_block: usize, offline: b
 
 /// The latency Clean reports for this configuration (main thread).
 pub fn latency_plan(sample_rate: f32, channels: usize, max_block: usize) -> Result<crate::bridge::LatencyPlan, String> {
-    let c = bridge_config(sample_rate, channels, max_block, false, CleanModel::Gtcrn)?;
+    let c = bridge_config(sample_rate, channels, max_block, false, CleanModel::Dfn3)?;
     Ok(crate::bridge::LatencyPlan::new(c.stream_latency, c.sample_rate, c.max_block, c.model_hop_host))
 }
 

@@ -130,7 +130,7 @@ fn quality(root: &Path) -> Result<()> {
         .arg("xtask/py/quality_bench.py")
         .arg(root.join("target/release/manifold"))
         .arg(root.join("target/quality"))
-        .args(["--models", "gtcrn,nsnet2,rnnoise", "--dfn-reference"])
+        .args(["--models", "dfn3,gtcrn,nsnet2,rnnoise", "--dfn-reference"])
         .arg(dfn.join("libdeepfilter.so"))
         .arg(dfn.join("DeepFilterNet3_onnx.tar.gz")))
 }
