@@ -68,7 +68,7 @@ fn missing_runtime_library_is_reported_clearly() {
     }
     let input = sb.path("in.wav");
     write_noise_wav(&input, 0.5);
-    let (ok, err) = sb.run(Some(&empty), &["clean", input.to_str().unwrap(), "-o", sb.path("out.wav").to_str().unwrap()]);
+    let (ok, err) = sb.run(Some(&empty), &["clean", "--model", "gtcrn", input.to_str().unwrap(), "-o", sb.path("out.wav").to_str().unwrap()]);
     assert!(!ok, "must fail without a runtime");
     assert!(err.contains("ONNX Runtime library not found"), "{err}");
     assert!(err.contains("cargo xtask models"), "the message says what to do: {err}");
@@ -88,7 +88,7 @@ fn truncated_model_file_is_reported_clearly() {
     std::fs::write(data.join("models/gtcrn/gtcrn_simple.onnx"), &bytes[..bytes.len() / 3]).unwrap();
     let input = sb.path("in.wav");
     write_noise_wav(&input, 0.5);
-    let (ok, err) = sb.run(Some(&data), &["clean", input.to_str().unwrap(), "-o", sb.path("out.wav").to_str().unwrap()]);
+    let (ok, err) = sb.run(Some(&data), &["clean", "--model", "gtcrn", input.to_str().unwrap(), "-o", sb.path("out.wav").to_str().unwrap()]);
     assert!(!ok, "a truncated model must not run");
     assert!(err.contains("corrupt or unreadable"), "{err}");
     assert!(!sb.path("out.wav").exists());

@@ -95,6 +95,8 @@ impl RealtimeBridge {
             epoch_done: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             requested_model: AtomicUsize::new(config.initial_model),
+            ready_model: AtomicUsize::new(usize::MAX),
+            failed_model: AtomicUsize::new(usize::MAX),
         });
         let worker = worker::spawn(WorkerSetup {
             shared: shared.clone(),
@@ -138,9 +140,18 @@ impl RealtimeBridge {
 
     /// Audio thread: ask for model `index` of the catalog. The worker loads it
     /// off the audio thread and crossfades to it; latency does not change.
+    /// Offline, the call waits until the new model is loaded, so the switch
+    /// starts with the next block, deterministically.
     #[inline]
     pub fn request_model(&self, index: usize) {
-        self.shared.requested_model.store(index, Ordering::Release);
+        let before = self.shared.requested_model.swap(index, Ordering::AcqRel);
+        if self.offline && before != index {
+            self.wait_offline(|b| {
+                b.shared.ready_model.load(Ordering::Acquire) == index
+                    || b.shared.failed_model.load(Ordering::Acquire) == index
+                    || !matches!(b.shared.telemetry.state(), WorkerState::Running | WorkerState::Loading)
+            });
+        }
     }
 
     /// Audio thread: forget the past (host reset / transport jump). The wet
@@ -485,28 +496,32 @@ mod tests {
     fn model_switch_crossfades_at_constant_latency() {
         let rate = 48000u32;
         let block = 256;
-        let mut b = bridge(rate, block, true, Arc::new(AtomicBool::new(false)));
-        let lat = b.latency().total;
-        let n = 2 * rate as usize;
-        let x = sine(n, rate as f32);
-        let mut y = x.clone();
-        for (k, c) in y.chunks_mut(block).enumerate() {
-            if k * block >= n / 4 {
-                b.request_model(1);
+        let render = || {
+            let mut b = bridge(rate, block, true, Arc::new(AtomicBool::new(false)));
+            let lat = b.latency().total;
+            let n = 2 * rate as usize;
+            let x = sine(n, rate as f32);
+            let mut y = x.clone();
+            for (k, c) in y.chunks_mut(block).enumerate() {
+                if k * block >= n / 4 {
+                    b.request_model(1);
+                }
+                b.process(&mut [c], || 1.0, || 0.0);
             }
-            b.process(&mut [c], || 1.0, || 0.0);
-            if k * block >= n / 4 && k * block < n / 2 {
-                // give the loader thread time (offline mode waits for audio, not for models)
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-        assert_eq!(b.latency().total, lat);
+            assert_eq!(b.latency().total, lat);
+            (x, y, lat)
+        };
+        let (x, y, lat) = render();
+        let n = x.len();
         let max_step = y.windows(2).map(|w| (w[1] - w[0]).abs()).fold(0.0f32, f32::max);
         assert!(max_step < 0.05, "click at the switch: {max_step}");
         let before = (lat + 1000..n / 4).map(|i| (y[i] + x[i - lat]).abs()).fold(0.0f32, f32::max);
         let after = (n - 4000..n).map(|i| (y[i] - x[i - lat]).abs()).fold(0.0f32, f32::max);
         assert!(before < 0.01, "model 0 (inverting) not aligned: {before}");
         assert!(after < 0.01, "model 1 (passthrough) not heard or not aligned: {after}");
+        // Offline, the switch lands on the same sample every time.
+        let (_, y2, _) = render();
+        assert_eq!(y, y2, "offline model switch must be deterministic");
     }
 
     /// Reset in the middle of playback: no non-finite values, wet comes back.

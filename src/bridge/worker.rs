@@ -33,6 +33,10 @@ pub struct Shared {
     /// The model the user chose (index into the catalog); written by the
     /// audio thread from the parameter, read by the worker.
     pub requested_model: AtomicUsize,
+    /// The model the worker is running or warming up (usize::MAX: none yet).
+    pub ready_model: AtomicUsize,
+    /// The last model that failed to load (usize::MAX: none).
+    pub failed_model: AtomicUsize,
 }
 
 pub struct WorkerHandle {
@@ -103,12 +107,14 @@ fn run(setup: WorkerSetup) {
         Err(e) => {
             log::error!("{label}: {e}");
             tele.set_status(format!("{label}: {e}. Passing dry audio."));
+            shared.failed_model.store(current_index, Ordering::Release);
             tele.set_state(WorkerState::Failed);
             return;
         }
     };
     tele.set_status(format!("{label}: {note}"));
     log::info!("{label}: {note}");
+    shared.ready_model.store(current_index, Ordering::Release);
     tele.set_state(WorkerState::Running);
 
     let poll = Duration::from_secs_f64(super::latency::WORKER_POLL_SECONDS / 2.0);
@@ -162,6 +168,7 @@ fn run(setup: WorkerSetup) {
             let index = *index;
             match result.try_recv() {
                 Ok(Ok((s, note))) => {
+                    shared.ready_model.store(index, Ordering::Release);
                     let warm_left = s.latency().total + (SWITCH_WARMUP_SECONDS * host_rate as f64) as usize;
                     switch = Some(Switch::Warming { index, stream: s, note, warm_left, faded: 0 });
                 }
@@ -169,6 +176,7 @@ fn run(setup: WorkerSetup) {
                     log::error!("{label}: {e}");
                     tele.set_status(format!("{label}: {e}. Keeping the previous model."));
                     failed_index = Some(index);
+                    shared.failed_model.store(index, Ordering::Release);
                     switch = None;
                 }
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => switch = None,
