@@ -116,6 +116,7 @@ fn test(root: &Path) -> Result<()> {
 fn bench(root: &Path) -> Result<()> {
     models::install(root, &[])?;
     run(Command::new("cargo").args(["bench", "--bench", "realtime"]))?;
+    run(Command::new("cargo").args(["bench", "--bench", "dfn3_speed"]))?;
     run(Command::new("cargo").args(["bench", "--bench", "load"]))
 }
 
