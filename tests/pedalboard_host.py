@@ -35,6 +35,10 @@ def load(name, **params):
     p = pedalboard.load_plugin(BUNDLE, plugin_name=name)
     for k, v in params.items():
         setattr(p, k, v)
+    if "model" in params:
+        # A model change is a live switch (load, warm up, crossfade): let it
+        # finish on a second of silence; later calls with reset=True start clean.
+        p.process(np.zeros((1 if name == "Manifold Clean" else 2, 48000), np.float32), 48000, buffer_size=512)
     return p
 
 

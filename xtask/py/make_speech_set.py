@@ -32,6 +32,11 @@ SENTENCES = [
     "Rice is often served in round bowls with a little salt and pepper.",
 ]
 VOICES = ["en-us+m3", "en+f3", "en-gb-x-rp+m1", "en-us+f2", "en+m5", "en-gb-scotland+f4"]
+# Festival voices (Debian packages festvox-us-slt-hts, festvox-kallpc16k,
+# festvox-kdlpc16k): built from recordings of real speakers, closer to real
+# speech than eSpeak's formant synthesis. Used with --tts festival.
+FESTIVAL_VOICES = ["cmu_us_slt_arctic_hts", "kal_diphone", "ked_diphone"]
+TTS = "espeak"
 
 _lib = None
 _chunks = []
@@ -58,7 +63,26 @@ def _espeak():
     return _lib
 
 
+def speak_festival(text, voice, rate):
+    import subprocess
+    import tempfile
+
+    from scipy.io import wavfile
+
+    with tempfile.TemporaryDirectory() as d:
+        txt, wav = os.path.join(d, "t.txt"), os.path.join(d, "o.wav")
+        with open(txt, "w") as f:
+            f.write(text)
+        subprocess.run(["text2wave", "-eval", f"(voice_{voice})", txt, "-o", wav], check=True, capture_output=True)
+        src, x = wavfile.read(wav)
+    x = x.astype(np.float64) / 32768.0
+    g = gcd(rate, src)
+    return resample_poly(x, rate // g, src // g)
+
+
 def speak(text, voice, rate):
+    if TTS == "festival":
+        return speak_festival(text, voice, rate)
     lib = _espeak()
     if lib.espeak_SetVoiceByName(voice.encode()) != 0:
         raise RuntimeError(f"unknown eSpeak voice {voice}")
@@ -93,7 +117,7 @@ def hum(n, rate, rng):
 
 def babble(n, rate, rng, exclude):
     out = np.zeros(n)
-    voices = [v for v in VOICES if v != exclude]
+    voices = [v for v in voice_list() if v != exclude]
     for k in range(4):
         s = np.concatenate([speak(SENTENCES[(k * 3 + j) % len(SENTENCES)], voices[(k + j) % len(voices)], rate) for j in range(4)])
         s = np.tile(s, int(np.ceil(n / len(s))) + 1)
@@ -136,8 +160,13 @@ def write_wav(path, x, rate):
         w.writeframes((x * 32767).astype("<i2").tobytes())
 
 
+def voice_list():
+    return FESTIVAL_VOICES if TTS == "festival" else VOICES
+
+
 def utterance(i, rate):
-    voice = VOICES[i % len(VOICES)]
+    voices = voice_list()
+    voice = voices[i % len(voices)]
     lead = np.zeros(int(0.3 * rate))
     parts = [lead]
     for j in range(2):
@@ -154,7 +183,10 @@ def main():
     ap.add_argument("--noises", default="white,pink,babble,hum")
     ap.add_argument("--snrs", default="0,5,10")
     ap.add_argument("--demo", action="store_true")
+    ap.add_argument("--tts", choices=["espeak", "festival"], default="espeak")
     a = ap.parse_args()
+    global TTS
+    TTS = a.tts
     os.makedirs(a.out, exist_ok=True)
     rng = np.random.default_rng(20261126)
     if a.demo:

@@ -78,9 +78,10 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--models", default="gtcrn,rnnoise")
     ap.add_argument("--dfn-reference", nargs=2, metavar=("LIB", "TARBALL"))
+    ap.add_argument("--tts", choices=["espeak", "festival"], default="espeak")
     a = ap.parse_args()
-    data = os.path.join(a.out, "set")
-    subprocess.run([sys.executable, os.path.join(HERE, "make_speech_set.py"), data,
+    data = os.path.join(a.out, f"set-{a.tts}")
+    subprocess.run([sys.executable, os.path.join(HERE, "make_speech_set.py"), data, f"--tts={a.tts}",
                     "--noises", "white,pink,brown,hum,babble,cafe", "--snrs=-5,0,5,10,15"], check=True)
     index = json.load(open(os.path.join(data, "index.json")))
     systems = ["unprocessed"] + a.models.split(",") + (["dfn3-reference"] if a.dfn_reference else [])
@@ -93,7 +94,7 @@ def main():
             if system == "unprocessed":
                 est = noisy
             else:
-                out = os.path.join(a.out, "out", system, item["noisy"])
+                out = os.path.join(a.out, f"out-{a.tts}", system, item["noisy"])
                 os.makedirs(os.path.dirname(out), exist_ok=True)
                 if system == "dfn3-reference":
                     dfn_reference(a.dfn_reference[0], a.dfn_reference[1], noisy_path, out)
@@ -102,7 +103,7 @@ def main():
                 _, est = read(out)
             rows.setdefault((system, item["snr_db"]), []).append(metrics(est, clean, rate))
     snrs = sorted({k[1] for k in rows})
-    print(f"\nQuality over {len(index)} noisy files ({len({i['voice'] for i in index})} voices, "
+    print(f"\nSpeech: {a.tts}. Quality over {len(index)} noisy files ({len({i['voice'] for i in index})} voices, "
           f"{len({i['noise'] for i in index})} noise types), mean per input SNR\n")
     for metric, fmt in [("pesq", "{:.2f}"), ("stoi", "{:.3f}"), ("si_sdr", "{:+.1f}")]:
         print(f"{metric.upper().replace('_', '-')}\n")

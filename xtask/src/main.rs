@@ -28,7 +28,7 @@ fn main() -> Result<()> {
         "demo" => demo(&root),
         "test" => test(&root),
         "bench" => bench(&root),
-        "quality" => quality(&root),
+        "quality" => quality(&root, &rest),
         "install" => install(&root),
         _ => bail!("usage: cargo xtask <models [IDS..] | bundle manifold [--release] | demo | test | bench | quality | install>"),
     }
@@ -122,7 +122,9 @@ fn bench(root: &Path) -> Result<()> {
 
 /// Speech-enhancement quality table (PESQ, STOI, SI-SDR by input SNR) for
 /// every Clean model and DeepFilterNet's own runtime as a reference.
-fn quality(root: &Path) -> Result<()> {
+/// `rest`: extra options for the bench, e.g. `--tts festival` (Debian's
+/// festival with festvox-us-slt-hts, festvox-kallpc16k, festvox-kdlpc16k).
+fn quality(root: &Path, rest: &[String]) -> Result<()> {
     models::install(root, &[])?;
     run(Command::new("cargo").args(["build", "--release", "--bin", "manifold"]))?;
     let py = venv::python(root)?;
@@ -133,7 +135,8 @@ fn quality(root: &Path) -> Result<()> {
         .arg(root.join("target/quality"))
         .args(["--models", "dfn3,gtcrn,nsnet2,rnnoise", "--dfn-reference"])
         .arg(dfn.join("libdeepfilter.so"))
-        .arg(dfn.join("DeepFilterNet3_onnx.tar.gz")))
+        .arg(dfn.join("DeepFilterNet3_onnx.tar.gz"))
+        .args(rest))
 }
 
 fn install(root: &Path) -> Result<()> {
