@@ -118,11 +118,13 @@ def _():
     _, noisy = read("noisy_0_white_5.wav")
     p = load("Manifold Clean", mix=100.0)
     y = p.process(noisy[None, :], rate, buffer_size=256)[0]
+    meter = str(p.parameters["speech_noise"].string_value)
+    assert meter.endswith(" dB"), f"DeepFilterNet3's speech/noise meter shows '{meter}'"
     lags = range(-64, 65)
     corr = [np.dot(y[64 + l : len(y) - 64 + l], clean[64 : len(clean) - 64]) for l in lags]
     best = list(lags)[int(np.argmax(corr))]
     assert best == 0, f"output is {best} samples off the clean speech"
-    return f"cross-correlation peak at lag {best} (reported latency {p.reported_latency_samples})"
+    return f"cross-correlation peak at lag {best} (reported latency {p.reported_latency_samples}); speech/noise meter '{meter}'"
 
 
 MODELS = {"dfn3": "DeepFilterNet3 (48 kHz, best)", "gtcrn": "GTCRN (16 kHz, light)", "nsnet2": "NSNet2 (48 kHz)", "rnnoise": "RNNoise (lightest, no ONNX)"}
