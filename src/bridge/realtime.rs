@@ -78,6 +78,12 @@ pub struct RealtimeBridge {
     _worker: WorkerHandle,
 }
 
+fn prefaulted(len: usize) -> Vec<f32> {
+    let mut v = vec![0.0; len];
+    crate::dsp::prefault(&mut v);
+    v
+}
+
 impl RealtimeBridge {
     /// Main thread (activate): allocates everything and starts the worker,
     /// which loads the model in the background.
@@ -85,8 +91,19 @@ impl RealtimeBridge {
         let channels = config.channels.clamp(1, MAX_CHANNELS);
         let plan = LatencyPlan::new(config.stream_latency, config.sample_rate, config.max_block, config.model_hop_host);
         let ring_frames = plan.total + 4 * plan.block + 16384;
-        let (to_worker, worker_in) = rtrb::RingBuffer::new(ring_frames * channels);
-        let (worker_out, from_worker) = rtrb::RingBuffer::new(ring_frames * channels);
+        let (mut to_worker, mut worker_in) = rtrb::RingBuffer::new(ring_frames * channels);
+        let (mut worker_out, mut from_worker) = rtrb::RingBuffer::new(ring_frames * channels);
+        // Fill and drain both rings once here, so their pages are mapped
+        // before the audio thread writes to them.
+        for (p, c) in [(&mut to_worker, &mut worker_in), (&mut worker_out, &mut from_worker)] {
+            let n = p.slots();
+            if let Ok(w) = p.write_chunk_uninit(n) {
+                w.fill_from_iter(std::iter::repeat(0.0f32));
+            }
+            if let Ok(r) = c.read_chunk(c.slots()) {
+                r.commit_all();
+            }
+        }
         telemetry.set_latency(plan.total as u32);
         telemetry.set_state(WorkerState::Loading);
         let shared = Arc::new(Shared {
@@ -116,8 +133,8 @@ impl RealtimeBridge {
             to_worker,
             from_worker,
             dry: DelayLine::new(channels, plan.total),
-            dry_block: vec![0.0; channels * plan.block],
-            wet_block: vec![0.0; channels * plan.block],
+            dry_block: prefaulted(channels * plan.block),
+            wet_block: prefaulted(channels * plan.block),
             mode: Mode::Idle,
             prefill_left: 0,
             warmup_left: 0,

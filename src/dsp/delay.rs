@@ -11,7 +11,9 @@ pub struct DelayLine {
 impl DelayLine {
     /// A delay of `delay` samples for `channels` channels (allocates; main thread).
     pub fn new(channels: usize, delay: usize) -> Self {
-        Self { channels, len: delay, buf: vec![0.0; channels * delay.max(1)], pos: 0 }
+        let mut buf = vec![0.0; channels * delay.max(1)];
+        super::prefault(&mut buf);
+        Self { channels, len: delay, buf, pos: 0 }
     }
 
     pub fn delay(&self) -> usize {
