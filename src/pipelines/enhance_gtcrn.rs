@@ -145,14 +145,7 @@ impl HopModel for GtcrnEnhancer {
             let spec = &mut self.spectra[ch * BINS..(ch + 1) * BINS];
             self.stft.analyze(ch, &input[ch * HOP..(ch + 1) * HOP], spec);
         }
-        let inv_c = 1.0 / c as f32;
-        for k in 0..BINS {
-            let mut m = Complex32::default();
-            for ch in 0..c {
-                m += self.spectra[ch * BINS + k];
-            }
-            self.mix[k] = m * inv_c;
-        }
+        super::mid_spectrum(&self.spectra, &mut self.mix);
         if let Err(reason) = self.run_model() {
             // Fall back to the unprocessed (but identically delayed) spectrum
             // and start the recurrent state afresh.

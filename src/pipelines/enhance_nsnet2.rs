@@ -160,15 +160,7 @@ impl HopModel for Nsnet2Enhancer {
             let spec = &mut self.spectra[ch * BINS..(ch + 1) * BINS];
             self.stft.analyze(ch, &input[ch * HOP..(ch + 1) * HOP], spec);
         }
-        // The spectrum of the mid signal is the mean of the channel spectra.
-        let inv_c = 1.0 / c as f32;
-        for k in 0..BINS {
-            let mut m = Complex32::default();
-            for ch in 0..c {
-                m += self.spectra[ch * BINS + k];
-            }
-            self.mix[k] = if c == 1 { m } else { m * inv_c };
-        }
+        super::mid_spectrum(&self.spectra, &mut self.mix);
         for (f, x) in self.features.iter_mut().zip(&self.mix) {
             *f = (x.re * x.re + x.im * x.im).max(POWER_FLOOR).log10();
         }

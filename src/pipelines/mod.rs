@@ -54,3 +54,15 @@ pub trait HopModel: Send {
 
 /// Builds a model for a given channel count. Worker/main thread.
 pub type ModelFactory = Box<dyn Fn(usize) -> Result<Box<dyn HopModel>, RuntimeError> + Send + Sync>;
+
+/// The spectrum of the mid signal: the mean of the channels' spectra
+/// (`spectra` is `[channel][bin]`, `mid` one channel of `bins`).
+pub(crate) fn mid_spectrum(spectra: &[realfft::num_complex::Complex32], mid: &mut [realfft::num_complex::Complex32]) {
+    let bins = mid.len();
+    let channels = spectra.len() / bins;
+    let inv = 1.0 / channels as f32;
+    for (k, m) in mid.iter_mut().enumerate() {
+        let sum: realfft::num_complex::Complex32 = (0..channels).map(|ch| spectra[ch * bins + k]).sum();
+        *m = if channels == 1 { sum } else { sum * inv };
+    }
+}
