@@ -33,6 +33,10 @@ pub struct Shared {
     /// The model the user chose (index into the catalog); written by the
     /// audio thread from the parameter, read by the worker.
     pub requested_model: AtomicUsize,
+    /// Offline: the input frame (counted since the stream last started) at
+    /// which a requested model switch begins, so it lands on the same sample
+    /// every time. 0 = as soon as the model is loaded (live).
+    pub switch_at_frame: AtomicU64,
     /// The model the worker is running or warming up (usize::MAX: none yet).
     pub ready_model: AtomicUsize,
     /// The last model that failed to load (usize::MAX: none).
@@ -90,8 +94,9 @@ fn open_stream(catalog: &ModelCatalog, index: usize, host_rate: u32, planned: St
 /// A model being switched to: loading on its own thread, then running beside
 /// the current one until its output is valid, then crossfaded in.
 enum Switch {
-    Loading { index: usize, result: std::sync::mpsc::Receiver<Result<(HostRateStream, String), RuntimeError>> },
-    Warming { index: usize, stream: HostRateStream, note: String, warm_left: usize, faded: usize },
+    Loading { index: usize, start_at: u64, result: std::sync::mpsc::Receiver<Result<(HostRateStream, String), RuntimeError>> },
+    /// `start_at`: the input frame from which the new stream is fed.
+    Warming { index: usize, start_at: u64, stream: HostRateStream, note: String, warm_left: usize, faded: usize },
 }
 
 fn run(setup: WorkerSetup) {
@@ -125,6 +130,9 @@ fn run(setup: WorkerSetup) {
     let (mut busy, mut audio) = (0.0f64, 0.0f64);
     let mut switch: Option<Switch> = None;
     let mut failed_index: Option<usize> = None;
+    // Input frames consumed since the stream (re)started.
+    let mut frames_in: u64 = 0;
+    let mut planar_sub_in = vec![0.0f32; MAX_FRAMES_PER_CALL * channels];
 
     while !shared.stop.load(Ordering::Acquire) {
         let requested = shared.epoch_requested.load(Ordering::Acquire);
@@ -134,8 +142,10 @@ fn run(setup: WorkerSetup) {
                 chunk.commit_all();
             }
             stream.reset();
-            if let Some(Switch::Warming { stream: s, warm_left, faded, .. }) = switch.as_mut() {
+            frames_in = 0;
+            if let Some(Switch::Warming { stream: s, warm_left, faded, start_at, .. }) = switch.as_mut() {
                 s.reset();
+                *start_at = 0;
                 *warm_left = s.latency().total + (SWITCH_WARMUP_SECONDS * host_rate as f64) as usize;
                 *faded = 0;
             }
@@ -158,19 +168,20 @@ fn run(setup: WorkerSetup) {
             });
             if spawned.is_ok() {
                 tele.set_status(format!("{label}: switching model…"));
-                switch = Some(Switch::Loading { index: wanted, result: rx });
+                let start_at = shared.switch_at_frame.load(Ordering::Acquire);
+                switch = Some(Switch::Loading { index: wanted, start_at, result: rx });
             }
         }
         if wanted != failed_index.unwrap_or(usize::MAX) {
             failed_index = None;
         }
-        if let Some(Switch::Loading { index, result }) = &switch {
-            let index = *index;
+        if let Some(Switch::Loading { index, start_at, result }) = &switch {
+            let (index, start_at) = (*index, *start_at);
             match result.try_recv() {
                 Ok(Ok((s, note))) => {
                     shared.ready_model.store(index, Ordering::Release);
                     let warm_left = s.latency().total + (SWITCH_WARMUP_SECONDS * host_rate as f64) as usize;
-                    switch = Some(Switch::Warming { index, stream: s, note, warm_left, faded: 0 });
+                    switch = Some(Switch::Warming { index, start_at, stream: s, note, warm_left, faded: 0 });
                 }
                 Ok(Err(e)) => {
                     log::error!("{label}: {e}");
@@ -202,22 +213,33 @@ fn run(setup: WorkerSetup) {
         }
         stream.process(&planar_in[..n], &mut planar_out[..n], frames);
         let mut finished_switch = false;
-        if let Some(Switch::Warming { stream: new, warm_left, faded, .. }) = switch.as_mut() {
-            new.process(&planar_in[..n], &mut planar_new[..n], frames);
-            for i in 0..frames {
+        if let Some(Switch::Warming { stream: new, warm_left, faded, start_at, .. }) = switch.as_mut() {
+            // The new stream hears the input from frame `start_at` on.
+            let offset = start_at.saturating_sub(frames_in).min(frames as u64) as usize;
+            let m = frames - offset;
+            if m > 0 {
+                for ch in 0..channels {
+                    planar_sub_in[ch * m..(ch + 1) * m].copy_from_slice(&planar_in[ch * frames + offset..(ch + 1) * frames]);
+                }
+                new.process(&planar_sub_in[..m * channels], &mut planar_new[..m * channels], m);
+            }
+            for i in 0..m {
                 if *warm_left > 0 {
                     *warm_left -= 1;
                     continue;
                 }
-                let g = (*faded as f32 / fade_len as f32).min(1.0);
+                let g = *faded as f32 / fade_len as f32;
                 for ch in 0..channels {
-                    let k = ch * frames + i;
-                    planar_out[k] += g * (planar_new[k] - planar_out[k]);
+                    let k = ch * frames + offset + i;
+                    let fresh = planar_new[ch * m + i];
+                    // Past the fade, exactly the new model (bit for bit, however the chunks fall).
+                    planar_out[k] = if g >= 1.0 { fresh } else { planar_out[k] + g * (fresh - planar_out[k]) };
                 }
                 *faded += 1;
             }
             finished_switch = *faded >= fade_len;
         }
+        frames_in += frames as u64;
         if finished_switch {
             if let Some(Switch::Warming { index, stream: new, note, .. }) = switch.take() {
                 stream = new;
