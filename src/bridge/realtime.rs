@@ -8,7 +8,7 @@ use super::worker::{self, ModelCatalog, Shared, WorkerHandle, WorkerSetup};
 use crate::dsp::delay::DelayLine;
 use crate::dsp::sanitize::sanitize_sample;
 use crate::pipelines::stream::StreamLatency;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,13 @@ const OFFLINE_WAIT: Duration = Duration::from_secs(30);
 pub struct BridgeConfig {
     pub sample_rate: f32,
     pub channels: usize,
+    /// Channels the model returns: `channels` for effects, stems × channels
+    /// for separators (stem-major: `[stem][channel]`).
+    pub out_channels: usize,
+    /// What a late worker's output fades to: each output channel gets its
+    /// input channel's aligned dry times this (1 for effects; 1/stems for
+    /// separators, so the stems still add up to the dry mix).
+    pub fallback_share: f32,
     pub max_block: usize,
     /// Host offline render (or the CLI): wait for the worker, never underrun.
     pub offline: bool,
@@ -51,14 +58,20 @@ enum Mode {
 pub struct RealtimeBridge {
     plan: LatencyPlan,
     channels: usize,
+    out_channels: usize,
+    fallback_share: f32,
     offline: bool,
     shared: Arc<Shared>,
     to_worker: rtrb::Producer<f32>,
     from_worker: rtrb::Consumer<f32>,
     dry: DelayLine,
-    /// Planar `[channel][block]` scratch for the aligned dry and the wet signal.
+    /// Planar `[channel][block]` scratch: sanitized input and aligned dry
+    /// (`channels`), the worker's output and the crossfaded result
+    /// (`out_channels`).
+    in_block: Vec<f32>,
     dry_block: Vec<f32>,
     wet_block: Vec<f32>,
+    out_block: Vec<f32>,
     mode: Mode,
     /// Virtual silent frames still to be read before the output ring.
     prefill_left: usize,
@@ -91,10 +104,11 @@ impl RealtimeBridge {
     /// which loads the model in the background.
     pub fn new(config: BridgeConfig, telemetry: Arc<Telemetry>, catalog: ModelCatalog) -> Self {
         let channels = config.channels.clamp(1, MAX_CHANNELS);
+        let out_channels = config.out_channels.clamp(1, MAX_CHANNELS);
         let plan = LatencyPlan::new(config.stream_latency, config.sample_rate, config.max_block, config.model_hop_host);
         let ring_frames = plan.total + 4 * plan.block + 16384;
         let (mut to_worker, mut worker_in) = rtrb::RingBuffer::new(ring_frames * channels);
-        let (mut worker_out, mut from_worker) = rtrb::RingBuffer::new(ring_frames * channels);
+        let (mut worker_out, mut from_worker) = rtrb::RingBuffer::new(ring_frames * out_channels);
         // Fill and drain both rings once here, so their pages are mapped
         // before the audio thread writes to them.
         for (p, c) in [(&mut to_worker, &mut worker_in), (&mut worker_out, &mut from_worker)] {
@@ -108,21 +122,13 @@ impl RealtimeBridge {
         }
         telemetry.set_latency(plan.total as u32);
         telemetry.set_state(WorkerState::Loading);
-        let shared = Arc::new(Shared {
-            telemetry,
-            epoch_requested: AtomicU64::new(0),
-            epoch_done: AtomicU64::new(0),
-            stop: AtomicBool::new(false),
-            requested_model: AtomicUsize::new(config.initial_model),
-            switch_at_frame: AtomicU64::new(0),
-            ready_model: AtomicUsize::new(usize::MAX),
-            failed_model: AtomicUsize::new(usize::MAX),
-        });
+        let shared = Arc::new(Shared::new(telemetry, config.initial_model));
         let worker = worker::spawn(WorkerSetup {
             shared: shared.clone(),
             input: worker_in,
             output: worker_out,
             channels,
+            out_channels,
             host_rate: config.sample_rate as u32,
             planned: config.stream_latency,
             catalog,
@@ -131,13 +137,17 @@ impl RealtimeBridge {
         Self {
             plan,
             channels,
+            out_channels,
+            fallback_share: config.fallback_share,
             offline: config.offline,
             shared,
             to_worker,
             from_worker,
             dry: DelayLine::new(channels, plan.total),
+            in_block: prefaulted(channels * plan.block),
             dry_block: prefaulted(channels * plan.block),
-            wet_block: prefaulted(channels * plan.block),
+            wet_block: prefaulted(out_channels * plan.block),
+            out_block: prefaulted(out_channels * plan.block),
             mode: Mode::Idle,
             prefill_left: 0,
             warmup_left: 0,
@@ -157,6 +167,19 @@ impl RealtimeBridge {
 
     pub fn telemetry(&self) -> &Arc<Telemetry> {
         &self.shared.telemetry
+    }
+
+    /// Shared with the worker: for setting a target speaker (main thread).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    pub fn out_channels(&self) -> usize {
+        self.out_channels
     }
 
     /// Audio thread: ask for model `index` of the catalog. The worker loads it
@@ -240,36 +263,86 @@ impl RealtimeBridge {
         }
     }
 
-    /// Audio thread. Processes `audio` (one slice per channel, in place).
+    /// Audio thread. Processes `audio` (one slice per channel, in place) for
+    /// an effect whose output has the input's channels.
     /// `mix` and `bypass` are called once per sample (0 = dry, 1 = wet /
     /// 0 = active, 1 = bypassed) so smoothed parameters stay smooth.
     pub fn process(&mut self, audio: &mut [&mut [f32]], mut mix: impl FnMut() -> f32, mut bypass: impl FnMut() -> f32) {
         let n = audio.first().map_or(0, |a| a.len());
+        let c = self.channels.min(audio.len());
+        let b = self.plan.block;
         let mut start = 0;
         while start < n {
-            let len = (n - start).min(self.plan.block);
-            self.process_block(audio, start, len, &mut mix, &mut bypass);
+            let len = (n - start).min(b);
+            {
+                let mut inputs: [&[f32]; MAX_CHANNELS] = [&[]; MAX_CHANNELS];
+                for (slot, a) in inputs.iter_mut().zip(audio.iter()) {
+                    *slot = &a[start..start + len];
+                }
+                self.process_block(&inputs[..c], len);
+            }
+            for i in 0..len {
+                let m = mix().clamp(0.0, 1.0);
+                let byp = bypass().clamp(0.0, 1.0);
+                for ch in 0..c {
+                    let d = self.dry_block[ch * b + i];
+                    let processed = if ch < self.out_channels { self.out_block[ch * b + i] } else { d };
+                    let mixed = d + m * (processed - d);
+                    audio[ch][start + i] = sanitize_sample(mixed + byp * (d - mixed));
+                }
+            }
             start += len;
         }
     }
 
-    fn process_block(&mut self, audio: &mut [&mut [f32]], start: usize, len: usize, mix: &mut impl FnMut() -> f32, bypass: &mut impl FnMut() -> f32) {
-        let c = self.channels.min(audio.len());
+    /// Audio thread. For separators: reads `input` (`channels` slices) and
+    /// writes the stems (`out_channels` slices, stem-major) and the
+    /// latency-aligned dry input (`channels` slices). All slices have the
+    /// same length. When the worker is late the stems fade to their share of
+    /// the aligned dry.
+    pub fn process_stems(&mut self, input: &[&[f32]], stems: &mut [&mut [f32]], dry: &mut [&mut [f32]]) {
+        let n = input.first().map_or(0, |a| a.len());
+        let c = self.channels.min(input.len());
+        let b = self.plan.block;
+        let mut start = 0;
+        while start < n {
+            let len = (n - start).min(b);
+            let mut inputs: [&[f32]; MAX_CHANNELS] = [&[]; MAX_CHANNELS];
+            for (slot, a) in inputs.iter_mut().zip(input.iter()) {
+                *slot = &a[start..start + len];
+            }
+            self.process_block(&inputs[..c], len);
+            for (o, out) in stems.iter_mut().enumerate().take(self.out_channels) {
+                out[start..start + len].copy_from_slice(&self.out_block[o * b..o * b + len]);
+            }
+            for (ch, out) in dry.iter_mut().enumerate().take(c) {
+                out[start..start + len].copy_from_slice(&self.dry_block[ch * b..ch * b + len]);
+            }
+            start += len;
+        }
+    }
+
+    /// Audio thread. One block of at most `plan.block` frames: fills
+    /// `dry_block` (aligned dry) and `out_block` (wet, crossfaded against the
+    /// fallback when the worker is late).
+    fn process_block(&mut self, input: &[&[f32]], len: usize) {
+        let c = self.channels.min(input.len());
+        let oc = self.out_channels;
         let b = self.plan.block;
         self.update_mode();
 
-        // 1. Sanitize the input in place, feed the dry delay line.
+        // 1. Sanitize the input, feed the dry delay line.
         let mut fixed = 0u64;
         let mut frame = [0.0f32; MAX_CHANNELS];
         let mut delayed = [0.0f32; MAX_CHANNELS];
         for i in 0..len {
             for ch in 0..c {
-                let x = audio[ch][start + i];
+                let x = input[ch][i];
                 let y = sanitize_sample(x);
                 if y != x && !(x.is_finite() && x.abs() < crate::dsp::sanitize::TINY) {
                     fixed += 1;
                 }
-                audio[ch][start + i] = y;
+                self.in_block[ch * b + i] = y;
                 frame[ch] = y;
             }
             self.dry.tick(&frame[..c.max(1)], &mut delayed);
@@ -284,8 +357,8 @@ impl RealtimeBridge {
         if self.mode == Mode::Streaming {
             match self.to_worker.write_chunk_uninit(len * c) {
                 Ok(w) => {
-                    let src = &*audio;
-                    w.fill_from_iter((0..len * c).map(|k| src[k % c][start + k / c]));
+                    let src = &self.in_block;
+                    w.fill_from_iter((0..len * c).map(|k| src[(k % c) * b + k / c]));
                     self.frames_sent += len as u64;
                 }
                 // The worker stopped draining: start over rather than drift.
@@ -299,33 +372,33 @@ impl RealtimeBridge {
         if self.mode == Mode::Streaming {
             if self.offline {
                 let need = len.saturating_sub(self.prefill_left) + self.missed;
-                self.wait_offline(|s| s.from_worker.slots() / c >= need || s.shared.telemetry.state() != WorkerState::Running);
+                self.wait_offline(|s| s.from_worker.slots() / oc >= need || s.shared.telemetry.state() != WorkerState::Running);
             }
             // Pay the debt left by earlier underruns.
-            let ring = self.from_worker.slots() / c;
+            let ring = self.from_worker.slots() / oc;
             let pay = self.missed.min(ring);
             if pay > 0 {
-                if let Ok(chunk) = self.from_worker.read_chunk(pay * c) {
+                if let Ok(chunk) = self.from_worker.read_chunk(pay * oc) {
                     chunk.commit_all();
                 }
                 self.missed -= pay;
             }
             if self.missed == 0 {
-                let ring = self.from_worker.slots() / c;
+                let ring = self.from_worker.slots() / oc;
                 let reserve = if self.offline { 0 } else { self.plan.crossfade };
                 let total = self.prefill_left + ring;
                 enough = total >= len + reserve;
                 available = total.min(len);
                 let from_prefill = self.prefill_left.min(available);
-                for ch in 0..c {
-                    self.wet_block[ch * b..ch * b + from_prefill].fill(0.0);
+                for o in 0..oc {
+                    self.wet_block[o * b..o * b + from_prefill].fill(0.0);
                 }
                 self.prefill_left -= from_prefill;
                 let from_ring = available - from_prefill;
                 if from_ring > 0 {
-                    if let Ok(chunk) = self.from_worker.read_chunk(from_ring * c) {
+                    if let Ok(chunk) = self.from_worker.read_chunk(from_ring * oc) {
                         for (k, x) in chunk.into_iter().enumerate() {
-                            self.wet_block[(k % c) * b + from_prefill + k / c] = x;
+                            self.wet_block[(k % oc) * b + from_prefill + k / oc] = x;
                         }
                     }
                 }
@@ -340,9 +413,10 @@ impl RealtimeBridge {
             self.in_underrun = !enough;
         }
 
-        // 4. Crossfade wet against the aligned dry, then mix and bypass.
+        // 4. Crossfade wet against the fallback (the aligned dry share).
         let step_up = 1.0 / self.plan.crossfade.max(1) as f32;
         let step_down = if enough { step_up } else { (self.wet_gain / available.max(1) as f32).max(step_up) };
+        let share = self.fallback_share;
         for i in 0..len {
             let mut valid = i < available && enough;
             if i < available && self.warmup_left > 0 {
@@ -354,15 +428,11 @@ impl RealtimeBridge {
             } else {
                 self.wet_gain = (self.wet_gain - step_down).max(0.0);
             }
-            let m = mix().clamp(0.0, 1.0);
-            let byp = bypass().clamp(0.0, 1.0);
-            for ch in 0..c {
-                let d = self.dry_block[ch * b + i];
-                let w = if i < available { self.wet_block[ch * b + i] } else { self.last_wet[ch] };
-                self.last_wet[ch] = w;
-                let processed = d + self.wet_gain * (w - d);
-                let mixed = d + m * (processed - d);
-                audio[ch][start + i] = sanitize_sample(mixed + byp * (d - mixed));
+            for o in 0..oc {
+                let d = self.dry_block[(o % c.max(1)) * b + i] * share;
+                let w = if i < available { self.wet_block[o * b + i] } else { self.last_wet[o] };
+                self.last_wet[o] = w;
+                self.out_block[o * b + i] = sanitize_sample(d + self.wet_gain * (w - d));
             }
         }
     }
@@ -417,6 +487,8 @@ mod tests {
         let config = BridgeConfig {
             sample_rate: rate as f32,
             channels: 1,
+            out_channels: 1,
+            fallback_share: 1.0,
             max_block: block,
             offline,
             stream_latency: HostRateStream::latency_for(TIMING, rate, 1).unwrap(),

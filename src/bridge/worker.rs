@@ -41,6 +41,38 @@ pub struct Shared {
     pub ready_model: AtomicUsize,
     /// The last model that failed to load (usize::MAX: none).
     pub failed_model: AtomicUsize,
+    /// The target speaker for models that follow one voice; set from the
+    /// main or a capture thread, never from the audio thread. The worker
+    /// picks it up when `target_version` changes.
+    pub target_embedding: parking_lot::Mutex<Option<Arc<Vec<f32>>>>,
+    pub target_version: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(telemetry: Arc<Telemetry>, initial_model: usize) -> Self {
+        Self {
+            telemetry,
+            epoch_requested: AtomicU64::new(0),
+            epoch_done: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            requested_model: AtomicUsize::new(initial_model),
+            switch_at_frame: AtomicU64::new(0),
+            ready_model: AtomicUsize::new(usize::MAX),
+            failed_model: AtomicUsize::new(usize::MAX),
+            target_embedding: parking_lot::Mutex::new(None),
+            target_version: AtomicU64::new(0),
+        }
+    }
+
+    /// Main/capture thread: follow this speaker from now on.
+    pub fn set_target_embedding(&self, embedding: Vec<f32>) {
+        *self.target_embedding.lock() = Some(Arc::new(embedding));
+        self.target_version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn current_target(&self) -> Option<Arc<Vec<f32>>> {
+        self.target_embedding.lock().clone()
+    }
 }
 
 pub struct WorkerHandle {
@@ -61,7 +93,10 @@ pub struct WorkerSetup {
     pub shared: Arc<Shared>,
     pub input: rtrb::Consumer<f32>,
     pub output: rtrb::Producer<f32>,
+    /// Channels into the worker (host input).
     pub channels: usize,
+    /// Channels out of it (`channels`, or stems × channels for separators).
+    pub out_channels: usize,
     pub host_rate: u32,
     /// The delay the host was told about; every model's stream is padded to it.
     pub planned: StreamLatency,
@@ -83,8 +118,11 @@ pub fn spawn(setup: WorkerSetup) -> WorkerHandle {
 }
 
 /// Loads model `index` and wraps it in a stream with exactly the planned delay.
-fn open_stream(catalog: &ModelCatalog, index: usize, host_rate: u32, planned: StreamLatency) -> Result<(HostRateStream, String), RuntimeError> {
+fn open_stream(catalog: &ModelCatalog, index: usize, host_rate: u32, planned: StreamLatency, out_channels: usize) -> Result<(HostRateStream, String), RuntimeError> {
     let model = catalog(index)?;
+    if model.out_channels() != out_channels {
+        return Err(RuntimeError::Inference(format!("{} has {} output channels, the plugin expects {out_channels}", model.name(), model.out_channels())));
+    }
     let note = format!("{} on {}", model.name(), model.device_note());
     let mut stream = HostRateStream::new(model, host_rate).map_err(|e| RuntimeError::Inference(e.to_string()))?;
     stream.pad_to(planned.total).map_err(|e| RuntimeError::Inference(e.to_string()))?;
@@ -101,13 +139,13 @@ enum Switch {
 
 fn run(setup: WorkerSetup) {
     flush_denormals_on_this_thread();
-    let WorkerSetup { shared, mut input, mut output, channels, host_rate, planned, catalog, label } = setup;
+    let WorkerSetup { shared, mut input, mut output, channels, out_channels, host_rate, planned, catalog, label } = setup;
     let tele = shared.telemetry.clone();
     tele.set_state(WorkerState::Loading);
     tele.set_status(format!("{label}: loading model"));
 
     let mut current_index = shared.requested_model.load(Ordering::Acquire);
-    let (mut stream, note) = match open_stream(&catalog, current_index, host_rate, planned) {
+    let (mut stream, note) = match open_stream(&catalog, current_index, host_rate, planned, out_channels) {
         Ok(x) => x,
         Err(e) => {
             log::error!("{label}: {e}");
@@ -119,14 +157,18 @@ fn run(setup: WorkerSetup) {
     };
     tele.set_status(format!("{label}: {note}"));
     log::info!("{label}: {note}");
+    let mut target_seen = shared.target_version.load(Ordering::Acquire);
+    if let Some(e) = shared.current_target() {
+        stream.model_mut().set_target_embedding(&e);
+    }
     shared.ready_model.store(current_index, Ordering::Release);
     tele.set_state(WorkerState::Running);
 
     let poll = Duration::from_secs_f64(super::latency::WORKER_POLL_SECONDS / 2.0);
     let fade_len = ((SWITCH_FADE_SECONDS * host_rate as f64) as usize).max(1);
     let mut planar_in = vec![0.0f32; MAX_FRAMES_PER_CALL * channels];
-    let mut planar_out = vec![0.0f32; MAX_FRAMES_PER_CALL * channels];
-    let mut planar_new = vec![0.0f32; MAX_FRAMES_PER_CALL * channels];
+    let mut planar_out = vec![0.0f32; MAX_FRAMES_PER_CALL * out_channels];
+    let mut planar_new = vec![0.0f32; MAX_FRAMES_PER_CALL * out_channels];
     let (mut busy, mut audio) = (0.0f64, 0.0f64);
     let mut switch: Option<Switch> = None;
     let mut failed_index: Option<usize> = None;
@@ -164,7 +206,7 @@ fn run(setup: WorkerSetup) {
             let cat = catalog.clone();
             let spawned = std::thread::Builder::new().name(format!("manifold-loader-{label}")).spawn(move || {
                 flush_denormals_on_this_thread();
-                let _ = tx.send(open_stream(&cat, wanted, host_rate, planned));
+                let _ = tx.send(open_stream(&cat, wanted, host_rate, planned, out_channels));
             });
             if spawned.is_ok() {
                 tele.set_status(format!("{label}: switching model…"));
@@ -178,7 +220,10 @@ fn run(setup: WorkerSetup) {
         if let Some(Switch::Loading { index, start_at, result }) = &switch {
             let (index, start_at) = (*index, *start_at);
             match result.try_recv() {
-                Ok(Ok((s, note))) => {
+                Ok(Ok((mut s, note))) => {
+                    if let Some(e) = shared.current_target() {
+                        s.model_mut().set_target_embedding(&e);
+                    }
                     shared.ready_model.store(index, Ordering::Release);
                     let warm_left = s.latency().total + (SWITCH_WARMUP_SECONDS * host_rate as f64) as usize;
                     switch = Some(Switch::Warming { index, start_at, stream: s, note, warm_left, faded: 0 });
@@ -192,6 +237,17 @@ fn run(setup: WorkerSetup) {
                 }
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => switch = None,
                 Err(std::sync::mpsc::TryRecvError::Empty) => {}
+            }
+        }
+
+        let target_now = shared.target_version.load(Ordering::Acquire);
+        if target_now != target_seen {
+            target_seen = target_now;
+            if let Some(e) = shared.current_target() {
+                stream.model_mut().set_target_embedding(&e);
+                if let Some(Switch::Warming { stream: s, .. }) = switch.as_mut() {
+                    s.model_mut().set_target_embedding(&e);
+                }
             }
         }
 
@@ -211,7 +267,7 @@ fn run(setup: WorkerSetup) {
         if let Some(Switch::Warming { stream: s, .. }) = switch.as_mut() {
             s.model_mut().set_post_filter(post_filter);
         }
-        stream.process(&planar_in[..n], &mut planar_out[..n], frames);
+        stream.process(&planar_in[..n], &mut planar_out[..frames * out_channels], frames);
         let mut finished_switch = false;
         if let Some(Switch::Warming { stream: new, warm_left, faded, start_at, .. }) = switch.as_mut() {
             // The new stream hears the input from frame `start_at` on.
@@ -221,7 +277,7 @@ fn run(setup: WorkerSetup) {
                 for ch in 0..channels {
                     planar_sub_in[ch * m..(ch + 1) * m].copy_from_slice(&planar_in[ch * frames + offset..(ch + 1) * frames]);
                 }
-                new.process(&planar_sub_in[..m * channels], &mut planar_new[..m * channels], m);
+                new.process(&planar_sub_in[..m * channels], &mut planar_new[..m * out_channels], m);
             }
             for i in 0..m {
                 if *warm_left > 0 {
@@ -229,7 +285,7 @@ fn run(setup: WorkerSetup) {
                     continue;
                 }
                 let g = *faded as f32 / fade_len as f32;
-                for ch in 0..channels {
+                for ch in 0..out_channels {
                     let k = ch * frames + offset + i;
                     let fresh = planar_new[ch * m + i];
                     // Past the fade, exactly the new model (bit for bit, however the chunks fall).
@@ -256,13 +312,13 @@ fn run(setup: WorkerSetup) {
         // Hand the frames back; wait (off the audio thread) if the ring is full.
         let mut written = 0;
         while written < frames && !shared.stop.load(Ordering::Acquire) {
-            let room = (output.slots() / channels).min(frames - written);
+            let room = (output.slots() / out_channels).min(frames - written);
             if room == 0 {
                 std::thread::sleep(poll);
                 continue;
             }
-            if let Ok(w) = output.write_chunk_uninit(room * channels) {
-                let iter = (0..room * channels).map(|k| planar_out[(k % channels) * frames + written + k / channels]);
+            if let Ok(w) = output.write_chunk_uninit(room * out_channels) {
+                let iter = (0..room * out_channels).map(|k| planar_out[(k % out_channels) * frames + written + k / out_channels]);
                 w.fill_from_iter(iter);
             }
             written += room;

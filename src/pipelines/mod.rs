@@ -26,10 +26,17 @@ pub trait HopModel: Send {
     fn name(&self) -> &str;
     fn sample_rate(&self) -> u32;
     fn hop(&self) -> usize;
+    /// Input channels.
     fn channels(&self) -> usize;
+    /// Output channels: `channels()` for effects; for separators, stem-major
+    /// planes (`[stem][channel]`, so `stems * channels`).
+    fn out_channels(&self) -> usize {
+        self.channels()
+    }
     /// Hop-synchronous algorithmic delay in model samples.
     fn delay(&self) -> usize;
-    /// `input`/`output`: planar, `channels * hop` samples.
+    /// `input`: planar, `channels * hop` samples; `output`: planar,
+    /// `out_channels * hop` samples.
     fn process_hop(&mut self, input: &[f32], output: &mut [f32]);
     /// Forget all streaming state (recurrent caches, STFT history).
     fn reset(&mut self);
@@ -46,6 +53,9 @@ pub trait HopModel: Send {
     /// Post-filter strength, 0 (off) to 1 (strongest), for models that have
     /// one; others ignore it.
     fn set_post_filter(&mut self, _strength: f32) {}
+    /// A target speaker's embedding (d-vector) for models that follow one
+    /// voice; others ignore it. Worker thread.
+    fn set_target_embedding(&mut self, _embedding: &[f32]) {}
     /// Where inference runs, in plain words ("CPU", "GPU (CUDA)", ...).
     fn device_note(&self) -> &str {
         "CPU"

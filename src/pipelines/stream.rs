@@ -40,6 +40,7 @@ pub struct StreamLatency {
 pub struct HostRateStream {
     host_rate: u32,
     channels: usize,
+    out_channels: usize,
     model: Box<dyn HopModel>,
     down: Option<ChunkResampler>,
     up: Option<ChunkResampler>,
@@ -89,7 +90,7 @@ struct Parts {
     latency: StreamLatency,
 }
 
-fn build_parts(timing: ModelTiming, host_rate: u32, channels: usize) -> Result<Parts, StreamError> {
+fn build_parts(timing: ModelTiming, host_rate: u32, channels: usize, out_channels: usize) -> Result<Parts, StreamError> {
     let ModelTiming { sample_rate: model_rate, hop, delay } = timing;
     let (down, up) = if host_rate == model_rate {
         (None, None)
@@ -99,7 +100,7 @@ fn build_parts(timing: ModelTiming, host_rate: u32, channels: usize) -> Result<P
         let target_host_chunk = (target_model_chunk as u64 * host_rate as u64 / model_rate as u64) as usize;
         (
             Some(ChunkResampler::new(host_rate, model_rate, target_host_chunk, channels)?),
-            Some(ChunkResampler::new(model_rate, host_rate, target_model_chunk, channels)?),
+            Some(ChunkResampler::new(model_rate, host_rate, target_model_chunk, out_channels)?),
         )
     };
     let d_down = down.as_ref().map_or(0, |r| r.delay());
@@ -128,28 +129,30 @@ impl HostRateStream {
     /// The delay a model with this timing will have at `host_rate`, without
     /// loading it (main thread, at activation).
     pub fn latency_for(timing: ModelTiming, host_rate: u32, channels: usize) -> Result<StreamLatency, StreamError> {
-        Ok(build_parts(timing, host_rate, channels)?.latency)
+        Ok(build_parts(timing, host_rate, channels, channels)?.latency)
     }
 
     pub fn new(model: Box<dyn HopModel>, host_rate: u32) -> Result<Self, StreamError> {
         let channels = model.channels();
+        let out_channels = model.out_channels();
         let model_rate = model.sample_rate();
         let hop = model.hop();
         let timing = ModelTiming { sample_rate: model_rate, hop, delay: model.delay() };
-        let Parts { down, up, down_stage, up_stage, pad, prefill, latency } = build_parts(timing, host_rate, channels)?;
+        let Parts { down, up, down_stage, up_stage, pad, prefill, latency } = build_parts(timing, host_rate, channels, out_channels)?;
         let host_cap = MAX_FRAMES_PER_CALL + prefill + 4 * (down_stage.consume + up_stage.produce) + 16;
         let model_cap = to_model_ceil(host_cap, host_rate, model_rate) + pad + 4 * (hop + down_stage.produce + up_stage.consume) + 16;
-        let scratch = channels * (host_cap.max(model_cap));
+        let scratch = channels.max(out_channels) * (host_cap.max(model_cap));
         let mut s = Self {
             host_rate,
             channels,
+            out_channels,
             model,
             down,
             up,
             host_in: PlanarFifo::new(channels, host_cap),
             model_in: PlanarFifo::new(channels, model_cap),
-            model_out: PlanarFifo::new(channels, model_cap),
-            host_out: PlanarFifo::new(channels, host_cap),
+            model_out: PlanarFifo::new(out_channels, model_cap),
+            host_out: PlanarFifo::new(out_channels, host_cap),
             scratch_a: vec![0.0; scratch],
             scratch_b: vec![0.0; scratch],
             pad,
@@ -172,19 +175,21 @@ impl HostRateStream {
             return Err(StreamError::TooShort { wanted: total, natural: self.latency.total });
         }
         let extra = total - self.latency.total;
-        if extra > MAX_FRAMES_PER_CALL {
-            return Err(StreamError::TooShort { wanted: total, natural: self.latency.total });
-        }
         self.prefill += extra;
         self.latency.model_alignment += extra;
         self.latency.total = total;
-        self.host_out = PlanarFifo::new(self.channels, self.host_out_capacity + extra);
+        self.host_out = PlanarFifo::new(self.out_channels, self.host_out_capacity + extra);
         self.reset();
         Ok(())
     }
 
     pub fn channels(&self) -> usize {
         self.channels
+    }
+
+    /// Output channels (stems × channels for separators).
+    pub fn out_channels(&self) -> usize {
+        self.out_channels
     }
 
     pub fn host_rate(&self) -> u32 {
@@ -216,7 +221,8 @@ impl HostRateStream {
         self.host_out.push_silence(self.prefill);
     }
 
-    /// Processes `frames` frames (planar, `channels * frames` each way).
+    /// Processes `frames` frames (planar: `channels * frames` in,
+    /// `out_channels * frames` out).
     /// `frames` must not exceed [`MAX_FRAMES_PER_CALL`].
     pub fn process(&mut self, input: &[f32], output: &mut [f32], frames: usize) {
         debug_assert!(frames <= MAX_FRAMES_PER_CALL);
@@ -226,16 +232,17 @@ impl HostRateStream {
         // host -> model rate, model hops, model -> host rate
         resample_stage(self.down.as_mut(), &mut self.host_in, &mut self.model_in, &mut self.scratch_a, &mut self.scratch_b);
         let hop = self.model.hop();
+        let oc = self.out_channels;
         while self.model_in.len() >= hop {
             self.model_in.pop_planar(&mut self.scratch_a[..c * hop], hop);
-            self.model.process_hop(&self.scratch_a[..c * hop], &mut self.scratch_b[..c * hop]);
-            self.model_out.push_planar(&self.scratch_b[..c * hop], hop);
+            self.model.process_hop(&self.scratch_a[..c * hop], &mut self.scratch_b[..oc * hop]);
+            self.model_out.push_planar(&self.scratch_b[..oc * hop], hop);
         }
         resample_stage(self.up.as_mut(), &mut self.model_out, &mut self.host_out, &mut self.scratch_a, &mut self.scratch_b);
 
-        if !self.host_out.pop_planar(&mut output[..c * frames], frames) {
+        if !self.host_out.pop_planar(&mut output[..oc * frames], frames) {
             // Cannot happen when `prefill` is right; never hand out stale data.
-            output[..c * frames].fill(0.0);
+            output[..oc * frames].fill(0.0);
         }
     }
 }

@@ -166,6 +166,8 @@ fn bridge_config(sample_rate: f32, channels: usize, max_block: usize, offline: b
     Ok(BridgeConfig {
         sample_rate,
         channels,
+        out_channels: channels,
+        fallback_share: 1.0,
         max_block,
         offline,
         stream_latency: stream_latency.unwrap_or_default(),
