@@ -10,6 +10,8 @@ pub mod enhance_gtcrn;
 pub mod enhance_nsnet2;
 pub mod enhance_rnnoise;
 pub mod passthrough;
+pub mod separate_spleeter;
+pub mod separate_window;
 pub mod stream;
 
 use crate::runtime::RuntimeError;

@@ -60,6 +60,12 @@ fn load_environment(lib: &Path) -> Result<Environment, RuntimeError> {
 /// calling worker thread, which has flush-to-zero set), no spinning,
 /// sequential execution, denormals as zero.
 pub fn open_session(model: &Path, device: Device) -> Result<LoadedSession, RuntimeError> {
+    open_session_with_threads(model, device, 1)
+}
+
+/// As [`open_session`], with `threads` intra-op threads: for offline renders,
+/// where one model may use every core.
+pub fn open_session_with_threads(model: &Path, device: Device, threads: usize) -> Result<LoadedSession, RuntimeError> {
     let env = environment()?;
     if !model.is_file() {
         return Err(RuntimeError::ModelCorrupt { path: model.to_path_buf(), reason: "file not found".into() });
@@ -68,7 +74,7 @@ pub fn open_session(model: &Path, device: Device) -> Result<LoadedSession, Runti
     let opt = |e: ort::Error<ort::session::builder::SessionBuilder>| corrupt(format!("session options rejected: {e}"));
     let builder = Session::builder(env).map_err(|e| corrupt(e.to_string()))?;
     let builder = builder.with_optimization_level(GraphOptimizationLevel::Level3).map_err(opt)?;
-    let builder = builder.with_intra_threads(1).map_err(opt)?;
+    let builder = builder.with_intra_threads(threads.max(1)).map_err(opt)?;
     let builder = builder.with_inter_threads(1).map_err(opt)?;
     let builder = builder.with_parallel_execution(false).map_err(opt)?;
     let builder = builder.with_intra_op_spinning(false).map_err(opt)?;
