@@ -52,62 +52,200 @@ pub enum RenderError {
     Setup(String),
     #[error("the model could not run: {0}")]
     Model(String),
-    #[error("{channels} channels: Manifold Clean takes mono or stereo")]
+    #[error("{channels} channels: Manifold takes mono or stereo files")]
     Channels { channels: usize },
 }
 
-/// Decodes WAV/FLAC/MP3/OGG into planar f32.
+/// Streams WAV/FLAC/MP3/OGG as planar f32, a packet at a time, so a file of
+/// any length is decoded in bounded memory. Main (render) thread.
+pub struct AudioReader {
+    path: String,
+    format: Box<dyn symphonia::core::formats::FormatReader>,
+    decoder: Box<dyn symphonia::core::codecs::Decoder>,
+    track_id: u32,
+    sample_rate: u32,
+    channels: usize,
+    total_frames: Option<u64>,
+    /// Decoded frames not handed out yet: `[channel][frame]`.
+    pending: Vec<Vec<f32>>,
+    pending_pos: usize,
+    sample_buf: Option<SampleBuffer<f32>>,
+    done: bool,
+}
+
+impl AudioReader {
+    pub fn open(path: &Path) -> Result<Self, AudioError> {
+        let p = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|e| AudioError::Open { path: p.clone(), reason: e.to_string() })?;
+        let unreadable = |e: SymError| AudioError::Unreadable { path: p.clone(), reason: e.to_string() };
+        let mss = MediaSourceStream::new(Box::new(file), Default::default());
+        let mut hint = Hint::new();
+        if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+            hint.with_extension(ext);
+        }
+        let probed = symphonia::default::get_probe()
+            .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
+            .map_err(unreadable)?;
+        let format = probed.format;
+        let track = format
+            .default_track()
+            .ok_or_else(|| AudioError::Unreadable { path: p.clone(), reason: "no audio track".into() })?;
+        let track_id = track.id;
+        let params = track.codec_params.clone();
+        let decoder = symphonia::default::get_codecs().make(&params, &DecoderOptions::default()).map_err(unreadable)?;
+        let mut reader = Self {
+            path: p,
+            format,
+            decoder,
+            track_id,
+            sample_rate: params.sample_rate.unwrap_or(0),
+            channels: params.channels.map_or(0, |c| c.count()),
+            total_frames: params.n_frames,
+            pending: Vec::new(),
+            pending_pos: 0,
+            sample_buf: None,
+            done: false,
+        };
+        // Decode the first packet so rate and channels are known for sure.
+        reader.refill()?;
+        if reader.channels == 0 || reader.sample_rate == 0 || reader.pending.first().map_or(true, |c| c.is_empty()) {
+            return Err(AudioError::Empty { path: reader.path });
+        }
+        Ok(reader)
+    }
+
+    pub fn sample_rate(&self) -> u32 {
+        self.sample_rate
+    }
+
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    /// Frames in the file, when the container says.
+    pub fn total_frames(&self) -> Option<u64> {
+        self.total_frames
+    }
+
+    /// Decodes packets until some frames are pending or the file ends.
+    fn refill(&mut self) -> Result<(), AudioError> {
+        while !self.done && self.pending_pos >= self.pending.first().map_or(0, |c| c.len()) {
+            let packet = match self.format.next_packet() {
+                Ok(p) => p,
+                Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    self.done = true;
+                    break;
+                }
+                Err(SymError::ResetRequired) => {
+                    self.done = true;
+                    break;
+                }
+                Err(e) => return Err(AudioError::Unreadable { path: self.path.clone(), reason: e.to_string() }),
+            };
+            if packet.track_id() != self.track_id {
+                continue;
+            }
+            let decoded = match self.decoder.decode(&packet) {
+                Ok(d) => d,
+                Err(SymError::DecodeError(_)) => continue,
+                Err(e) => return Err(AudioError::Unreadable { path: self.path.clone(), reason: e.to_string() }),
+            };
+            let spec = *decoded.spec();
+            self.sample_rate = spec.rate;
+            let n_ch = spec.channels.count();
+            self.channels = n_ch;
+            let needed = decoded.capacity() as u64;
+            if self.sample_buf.as_ref().map_or(true, |b| (b.capacity() as u64) < needed * n_ch as u64) {
+                self.sample_buf = Some(SampleBuffer::<f32>::new(needed, spec));
+            }
+            let buf = self.sample_buf.as_mut().expect("just created");
+            buf.copy_interleaved_ref(decoded);
+            self.pending.resize(n_ch, Vec::new());
+            for c in self.pending.iter_mut() {
+                c.clear();
+            }
+            self.pending_pos = 0;
+            for (i, x) in buf.samples().iter().enumerate() {
+                self.pending[i % n_ch].push(*x);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads up to `max` frames into `out[channel][..]`; returns how many
+    /// (0 at the end of the file).
+    pub fn read(&mut self, out: &mut [Vec<f32>], max: usize) -> Result<usize, AudioError> {
+        let mut filled = 0;
+        while filled < max {
+            self.refill()?;
+            let avail = self.pending.first().map_or(0, |c| c.len()).saturating_sub(self.pending_pos);
+            if avail == 0 {
+                break;
+            }
+            let n = avail.min(max - filled);
+            for (ch, o) in out.iter_mut().enumerate() {
+                let src = &self.pending[ch.min(self.channels - 1)];
+                o[filled..filled + n].copy_from_slice(&src[self.pending_pos..self.pending_pos + n]);
+            }
+            self.pending_pos += n;
+            filled += n;
+        }
+        Ok(filled)
+    }
+}
+
+/// Decodes a whole WAV/FLAC/MP3/OGG file into planar f32 (for short files
+/// and tests; renders stream with [`AudioReader`]).
 pub fn read_audio(path: &Path) -> Result<AudioData, AudioError> {
-    let p = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|e| AudioError::Open { path: p.clone(), reason: e.to_string() })?;
-    let unreadable = |e: SymError| AudioError::Unreadable { path: p.clone(), reason: e.to_string() };
-    let mss = MediaSourceStream::new(Box::new(file), Default::default());
-    let mut hint = Hint::new();
-    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
-        hint.with_extension(ext);
-    }
-    let probed = symphonia::default::get_probe()
-        .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
-        .map_err(unreadable)?;
-    let mut format = probed.format;
-    let track = format
-        .default_track()
-        .ok_or_else(|| AudioError::Unreadable { path: p.clone(), reason: "no audio track".into() })?;
-    let track_id = track.id;
-    let mut decoder = symphonia::default::get_codecs().make(&track.codec_params, &DecoderOptions::default()).map_err(unreadable)?;
-    let mut sample_rate = track.codec_params.sample_rate.unwrap_or(0);
-    let mut channels: Vec<Vec<f32>> = Vec::new();
+    let mut reader = AudioReader::open(path)?;
+    let c = reader.channels();
+    let mut channels: Vec<Vec<f32>> = vec![Vec::new(); c];
+    let mut block = vec![vec![0.0f32; OFFLINE_BLOCK]; c];
     loop {
-        let packet = match format.next_packet() {
-            Ok(p) => p,
-            Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-            Err(SymError::ResetRequired) => break,
-            Err(e) => return Err(unreadable(e)),
-        };
-        if packet.track_id() != track_id {
-            continue;
+        let n = reader.read(&mut block, OFFLINE_BLOCK)?;
+        if n == 0 {
+            break;
         }
-        let decoded = match decoder.decode(&packet) {
-            Ok(d) => d,
-            Err(SymError::DecodeError(_)) => continue,
-            Err(e) => return Err(unreadable(e)),
-        };
-        let spec = *decoded.spec();
-        sample_rate = spec.rate;
-        let n_ch = spec.channels.count();
-        if channels.is_empty() {
-            channels = vec![Vec::new(); n_ch];
-        }
-        let mut buf = SampleBuffer::<f32>::new(decoded.capacity() as u64, spec);
-        buf.copy_interleaved_ref(decoded);
-        for (i, x) in buf.samples().iter().enumerate() {
-            channels[i % n_ch].push(*x);
+        for (dst, src) in channels.iter_mut().zip(&block) {
+            dst.extend_from_slice(&src[..n]);
         }
     }
-    if channels.is_empty() || channels[0].is_empty() || sample_rate == 0 {
-        return Err(AudioError::Empty { path: p });
+    Ok(AudioData { sample_rate: reader.sample_rate(), channels })
+}
+
+/// A 32-bit float WAV file written block by block. Main (render) thread.
+pub struct WavSink {
+    path: String,
+    writer: hound::WavWriter<std::io::BufWriter<std::fs::File>>,
+}
+
+impl WavSink {
+    pub fn create(path: &Path, channels: usize, sample_rate: u32) -> Result<Self, AudioError> {
+        let p = path.display().to_string();
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| AudioError::Write { path: p.clone(), reason: e.to_string() })?;
+            }
+        }
+        let spec = hound::WavSpec { channels: channels as u16, sample_rate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+        let writer = hound::WavWriter::create(path, spec).map_err(|e| AudioError::Write { path: p.clone(), reason: e.to_string() })?;
+        Ok(Self { path: p, writer })
     }
-    Ok(AudioData { sample_rate, channels })
+
+    /// `planar[channel][..n]`.
+    pub fn write(&mut self, planar: &[&[f32]], n: usize) -> Result<(), AudioError> {
+        for i in 0..n {
+            for ch in planar {
+                self.writer.write_sample(ch[i]).map_err(|e| AudioError::Write { path: self.path.clone(), reason: e.to_string() })?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> Result<(), AudioError> {
+        let p = self.path;
+        self.writer.finalize().map_err(|e| AudioError::Write { path: p, reason: e.to_string() })
+    }
 }
 
 /// Writes 32-bit float WAV (no clipping, no dither decisions).
@@ -155,58 +293,224 @@ impl RenderReport {
 /// Block size used for offline renders.
 pub const OFFLINE_BLOCK: usize = 4096;
 
-/// Runs `input` through `bridge` (already built in offline mode) and returns
-/// output aligned to the input and of the same length.
 /// The share of wet signal for a mix of 1 and an attenuation limit in dB
 /// (the same formula the plugin uses).
 pub fn wet_share(atten_limit_db: f32) -> f32 {
     1.0 - 10f32.powf(-atten_limit_db / 20.0)
 }
 
-pub fn render_with_bridge(mut bridge: RealtimeBridge, input: &AudioData, wet: f32, mut progress: impl FnMut(usize, usize)) -> Result<(AudioData, RenderReport), RenderError> {
+/// Where a render reads its input, block by block.
+pub trait RenderSource {
+    fn sample_rate(&self) -> u32;
+    fn channels(&self) -> usize;
+    /// Frames in the whole input, when known (for the progress bar).
+    fn total_frames(&self) -> Option<u64>;
+    /// Up to `max` frames into `out[channel]`; 0 at the end.
+    fn read(&mut self, out: &mut [Vec<f32>], max: usize) -> Result<usize, AudioError>;
+}
+
+impl RenderSource for AudioReader {
+    fn sample_rate(&self) -> u32 {
+        AudioReader::sample_rate(self)
+    }
+    fn channels(&self) -> usize {
+        AudioReader::channels(self)
+    }
+    fn total_frames(&self) -> Option<u64> {
+        AudioReader::total_frames(self)
+    }
+    fn read(&mut self, out: &mut [Vec<f32>], max: usize) -> Result<usize, AudioError> {
+        AudioReader::read(self, out, max)
+    }
+}
+
+/// Audio already in memory as a render source.
+pub struct MemorySource<'a> {
+    audio: &'a AudioData,
+    pos: usize,
+}
+
+impl<'a> MemorySource<'a> {
+    pub fn new(audio: &'a AudioData) -> Self {
+        Self { audio, pos: 0 }
+    }
+}
+
+impl RenderSource for MemorySource<'_> {
+    fn sample_rate(&self) -> u32 {
+        self.audio.sample_rate
+    }
+    fn channels(&self) -> usize {
+        self.audio.channels.len()
+    }
+    fn total_frames(&self) -> Option<u64> {
+        Some(self.audio.frames() as u64)
+    }
+    fn read(&mut self, out: &mut [Vec<f32>], max: usize) -> Result<usize, AudioError> {
+        let n = max.min(self.audio.frames() - self.pos);
+        for (o, c) in out.iter_mut().zip(&self.audio.channels) {
+            o[..n].copy_from_slice(&c[self.pos..self.pos + n]);
+        }
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Drives `bridge` (built in offline mode) over `source` in bounded memory:
+/// feeds the input and then `latency` frames of silence, and hands `emit`
+/// only the output that lines up with the input (same length, aligned).
+/// `step(bridge, input, n, outputs)` runs one block; `emit(outputs, from, n)`
+/// receives frames `from..from + n` of each output block.
+fn drive(
+    bridge: &mut RealtimeBridge,
+    source: &mut dyn RenderSource,
+    output_channels: usize,
+    mut step: impl FnMut(&mut RealtimeBridge, &[Vec<f32>], usize, &mut [Vec<f32>]),
+    mut emit: impl FnMut(&[Vec<f32>], usize, usize) -> Result<(), AudioError>,
+    mut progress: impl FnMut(u64, Option<u64>),
+) -> Result<RenderReport, RenderError> {
     let telemetry = bridge.telemetry().clone();
     let latency = bridge.latency();
-    let skip = latency.total;
-    let frames = input.frames();
-    let c = input.channels.len();
-    let mut out: Vec<Vec<f32>> = vec![Vec::with_capacity(frames); c];
-    let mut block: Vec<Vec<f32>> = vec![vec![0.0; OFFLINE_BLOCK]; c];
+    let skip = latency.total as u64;
+    let c = source.channels();
+    let mut input = vec![vec![0.0f32; OFFLINE_BLOCK]; c];
+    let mut outputs = vec![vec![0.0f32; OFFLINE_BLOCK]; output_channels];
     let started = Instant::now();
-    let total = frames + skip;
-    let mut pos = 0;
-    while pos < total {
-        let n = OFFLINE_BLOCK.min(total - pos);
-        for (ch, b) in block.iter_mut().enumerate() {
-            for (i, x) in b[..n].iter_mut().enumerate() {
-                *x = input.channels[ch].get(pos + i).copied().unwrap_or(0.0);
+    let (mut read, mut fed, mut flushed) = (0u64, 0u64, 0u64);
+    let mut ended = false;
+    loop {
+        let mut n = 0;
+        if !ended {
+            n = source.read(&mut input, OFFLINE_BLOCK)?;
+            ended = n == 0;
+            read += n as u64;
+        }
+        if ended {
+            if flushed >= skip {
+                break;
             }
+            n = ((skip - flushed) as usize).min(OFFLINE_BLOCK);
+            for ch in input.iter_mut() {
+                ch[..n].fill(0.0);
+            }
+            flushed += n as u64;
         }
-        {
-            let mut slices: Vec<&mut [f32]> = block.iter_mut().map(|b| &mut b[..n]).collect();
-            bridge.process(&mut slices, || wet, || 0.0);
-        }
-        if pos == 0 && telemetry.state() != WorkerState::Running {
+        step(bridge, &input, n, &mut outputs);
+        if fed == 0 && telemetry.state() != WorkerState::Running {
             return Err(RenderError::Model(telemetry.status_line()));
         }
-        for (ch, b) in block.iter().enumerate() {
-            for (i, x) in b[..n].iter().enumerate() {
-                let t = pos + i;
-                if t >= skip && t < skip + frames {
-                    out[ch].push(*x);
-                }
-            }
+        // Output frame t (counted from the first) carries input frame t - skip.
+        let first_valid = skip.saturating_sub(fed).min(n as u64) as usize;
+        let last = (read + skip).saturating_sub(fed).min(n as u64) as usize;
+        if last > first_valid {
+            emit(&outputs, first_valid, last - first_valid)?;
         }
-        pos += n;
-        progress(pos.min(frames), frames);
+        fed += n as u64;
+        progress(fed.saturating_sub(skip).min(read), source.total_frames());
     }
-    let report = RenderReport {
+    let sample_rate = source.sample_rate();
+    Ok(RenderReport {
         latency,
-        audio_seconds: input.seconds(),
+        audio_seconds: read as f64 / sample_rate as f64,
         wall_seconds: started.elapsed().as_secs_f64(),
         status: telemetry.status_line(),
         underruns: telemetry.underrun_events(),
         model_faults: telemetry.model_faults(),
-    };
+    })
+}
+
+/// Runs an effect bridge over `source`; `emit` gets the aligned output.
+pub fn render_effect(
+    mut bridge: RealtimeBridge,
+    source: &mut dyn RenderSource,
+    wet: f32,
+    mut emit: impl FnMut(&[&[f32]], usize) -> Result<(), AudioError>,
+    progress: impl FnMut(u64, Option<u64>),
+) -> Result<RenderReport, RenderError> {
+    let c = source.channels();
+    drive(
+        &mut bridge,
+        source,
+        c,
+        |b, input, n, out| {
+            for (o, i) in out.iter_mut().zip(input) {
+                o[..n].copy_from_slice(&i[..n]);
+            }
+            let mut slices: [&mut [f32]; crate::bridge::realtime::MAX_CHANNELS] = Default::default();
+            for (s, o) in slices.iter_mut().zip(out.iter_mut()) {
+                *s = &mut o[..n];
+            }
+            b.process(&mut slices[..c], || wet, || 0.0);
+        },
+        |out, from, n| {
+            let mut planar: [&[f32]; crate::bridge::realtime::MAX_CHANNELS] = Default::default();
+            for (p, o) in planar.iter_mut().zip(out) {
+                *p = &o[from..from + n];
+            }
+            emit(&planar[..c], n)
+        },
+        progress,
+    )
+}
+
+/// Runs a separator bridge over `source`; `emit` gets the aligned stems
+/// (stem-major planes, `stems * channels`) and the aligned dry input.
+pub fn render_stems(
+    mut bridge: RealtimeBridge,
+    source: &mut dyn RenderSource,
+    mut emit: impl FnMut(&[&[f32]], &[&[f32]], usize) -> Result<(), AudioError>,
+    progress: impl FnMut(u64, Option<u64>),
+) -> Result<RenderReport, RenderError> {
+    let c = source.channels();
+    let oc = bridge.out_channels();
+    drive(
+        &mut bridge,
+        source,
+        oc + c,
+        |b, input, n, out| {
+            let mut ins: [&[f32]; crate::bridge::realtime::MAX_CHANNELS] = Default::default();
+            for (s, i) in ins.iter_mut().zip(input) {
+                *s = &i[..n];
+            }
+            let (stems, dry) = out.split_at_mut(oc);
+            let mut stem_slices: [&mut [f32]; crate::bridge::realtime::MAX_CHANNELS] = Default::default();
+            for (s, o) in stem_slices.iter_mut().zip(stems.iter_mut()) {
+                *s = &mut o[..n];
+            }
+            let mut dry_slices: [&mut [f32]; crate::bridge::realtime::MAX_CHANNELS] = Default::default();
+            for (s, o) in dry_slices.iter_mut().zip(dry.iter_mut()) {
+                *s = &mut o[..n];
+            }
+            b.process_stems(&ins[..c], &mut stem_slices[..oc], &mut dry_slices[..c]);
+        },
+        |out, from, n| {
+            let mut planar: [&[f32]; 2 * crate::bridge::realtime::MAX_CHANNELS] = Default::default();
+            for (p, o) in planar.iter_mut().zip(out) {
+                *p = &o[from..from + n];
+            }
+            emit(&planar[..oc], &planar[oc..oc + c], n)
+        },
+        progress,
+    )
+}
+
+/// Runs `input` through an effect bridge and returns the output, aligned to
+/// the input and of the same length.
+pub fn render_with_bridge(bridge: RealtimeBridge, input: &AudioData, wet: f32, mut progress: impl FnMut(usize, usize)) -> Result<(AudioData, RenderReport), RenderError> {
+    let frames = input.frames();
+    let mut out: Vec<Vec<f32>> = vec![Vec::with_capacity(frames); input.channels.len()];
+    let report = render_effect(
+        bridge,
+        &mut MemorySource::new(input),
+        wet,
+        |block, n| {
+            for (o, b) in out.iter_mut().zip(block) {
+                o.extend_from_slice(&b[..n]);
+            }
+            Ok(())
+        },
+        |done, total| progress(done as usize, total.unwrap_or(0) as usize),
+    )?;
     Ok((AudioData { sample_rate: input.sample_rate, channels: out }, report))
 }
 
@@ -219,4 +523,64 @@ pub fn render_clean(input: &AudioData, model: crate::plugins::clean::CleanModel,
     let telemetry = Arc::new(Telemetry::default());
     let bridge = crate::plugins::clean::build_bridge(input.sample_rate as f32, c, OFFLINE_BLOCK, true, model, device, telemetry).map_err(RenderError::Setup)?;
     render_with_bridge(bridge, input, wet_share(atten_limit_db), progress)
+}
+
+/// What `manifold stems` wrote.
+#[derive(Debug, Clone)]
+pub struct StemFiles {
+    pub files: Vec<std::path::PathBuf>,
+    pub report: RenderReport,
+    pub sample_rate: u32,
+    pub channels: usize,
+}
+
+/// `manifold stems`: separates a file of any length into one WAV per stem in
+/// `out_dir`, streaming (bounded memory), through Stems' offline bridge.
+pub fn render_stems_to_dir(
+    input: &Path,
+    out_dir: &Path,
+    model: crate::plugins::stems::StemsModel,
+    device: Device,
+    progress: impl FnMut(u64, Option<u64>),
+) -> Result<StemFiles, RenderError> {
+    use crate::plugins::stems::{SeparationMode, StemsSetup, STEM_COUNT};
+    let mut reader = AudioReader::open(input)?;
+    let c = reader.channels();
+    if !(1..=2).contains(&c) {
+        return Err(RenderError::Channels { channels: c });
+    }
+    let rate = reader.sample_rate();
+    let setup = StemsSetup {
+        sample_rate: rate as f32,
+        channels: c,
+        max_block: OFFLINE_BLOCK,
+        mode: SeparationMode::Offline,
+        models: vec![model.clone()],
+        initial_model: 0,
+        device,
+    };
+    let telemetry = Arc::new(Telemetry::default());
+    let bridge = setup.build_bridge(telemetry).map_err(RenderError::Setup)?;
+    let mut files = Vec::new();
+    let mut sinks = Vec::new();
+    for name in &model.stems {
+        let path = out_dir.join(format!("{}.wav", name.to_lowercase().replace(' ', "_")));
+        sinks.push(WavSink::create(&path, c, rate)?);
+        files.push(path);
+    }
+    let report = render_stems(
+        bridge,
+        &mut reader,
+        |stems, _dry, n| {
+            for (s, sink) in sinks.iter_mut().enumerate().take(STEM_COUNT) {
+                sink.write(&stems[s * c..(s + 1) * c], n)?;
+            }
+            Ok(())
+        },
+        progress,
+    )?;
+    for sink in sinks {
+        sink.finish()?;
+    }
+    Ok(StemFiles { files, report, sample_rate: rate, channels: c })
 }

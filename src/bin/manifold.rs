@@ -37,6 +37,23 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Separate music into stems (Manifold Stems, offline, full context):
+    /// one WAV per stem in the output folder.
+    Stems {
+        /// Input audio (WAV, FLAC, MP3, OGG), mono or stereo, any length.
+        input: PathBuf,
+        /// Output folder (created if needed).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Separation model: spleeter (default) or the name of a user model.
+        #[arg(long, default_value = "spleeter")]
+        model: String,
+        /// Run the model on the GPU (CUDA) when available.
+        #[arg(long)]
+        gpu: bool,
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// Print the latency Manifold Clean reports to a host, and where it comes from.
     Latency {
         #[arg(long, default_value_t = 48000)]
@@ -47,6 +64,14 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         channels: usize,
     },
+}
+
+fn progress_bar(quiet: bool) -> ProgressBar {
+    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {percent}% ({eta} left)").unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
 }
 
 fn parse_model(name: &str) -> Result<CleanModel, String> {
@@ -91,6 +116,40 @@ fn run(cli: Cli) -> Result<(), RenderError> {
                     report.real_time_factor(),
                     1.0 / report.real_time_factor()
                 );
+            }
+            Ok(())
+        }
+        Command::Stems { input, output, model, gpu, quiet } => {
+            let models = manifold::plugins::stems::StemsModel::available();
+            let chosen = models
+                .iter()
+                .find(|m| m.cli_name() == model)
+                .cloned()
+                .ok_or_else(|| RenderError::Setup(format!("unknown model '{model}' (choose from: {})", models.iter().map(|m| m.cli_name()).collect::<Vec<_>>().join(", "))))?;
+            let bar = progress_bar(quiet);
+            let device = if gpu { Device::Cuda } else { Device::Cpu };
+            let done = offline::render_stems_to_dir(&input, &output, chosen, device, |done, total| {
+                if let Some(t) = total {
+                    bar.set_length(t);
+                }
+                bar.set_position(done);
+            })?;
+            bar.finish_and_clear();
+            if !quiet {
+                let r = &done.report;
+                eprintln!("{}", r.status);
+                eprintln!(
+                    "{} Hz, {} ch, {:.1} s in {:.1} s ({:.1}x real time); offline {}",
+                    done.sample_rate,
+                    done.channels,
+                    r.audio_seconds,
+                    r.wall_seconds,
+                    1.0 / r.real_time_factor(),
+                    r.latency.describe(done.sample_rate as f32)
+                );
+                for f in &done.files {
+                    eprintln!("wrote {}", f.display());
+                }
             }
             Ok(())
         }

@@ -96,7 +96,8 @@ fn build_parts(timing: ModelTiming, host_rate: u32, channels: usize, out_channel
         (None, None)
     } else {
         // Resampler chunks of about half a hop keep their filter delay low.
-        let target_model_chunk = (hop / 2).max(1);
+        // (at most 1024 samples, so long separator hops do not inflate it).
+        let target_model_chunk = (hop / 2).clamp(1, 1024);
         let target_host_chunk = (target_model_chunk as u64 * host_rate as u64 / model_rate as u64) as usize;
         (
             Some(ChunkResampler::new(host_rate, model_rate, target_host_chunk, channels)?),

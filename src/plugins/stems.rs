@@ -1,22 +1,321 @@
-//! Manifold Stems: source separation. This release declares the final I/O
-//! (main stereo remix out plus one stereo aux out per stem); separation
-//! itself is not wired in yet, so the main output passes the input through
-//! and the stem outputs are silent. The status line says so.
+//! Manifold Stems: source separation, live and offline.
+//!
+//! Main thread: construction, `activate` (lists the models, plans one latency
+//! for all of them, starts the worker). Audio thread: `process`, `reset`.
+//!
+//! Outputs: the main stereo output is the remix (per-stem gain, solo, mute,
+//! then dry/wet); aux output 1 carries the first stem and aux output 2 the
+//! second, as separated (before the mixer), so they can be routed to tracks.
 
-use super::common::{self, PlaceholderParams};
+use super::common::{self, BypassFade, DeviceChoice};
+use crate::bridge::worker::ModelCatalog;
+use crate::bridge::{BridgeConfig, LatencyPlan, RealtimeBridge, Telemetry};
+use crate::pipelines::separate_spleeter;
+use crate::pipelines::separate_window::WindowPlan;
+use crate::pipelines::stream::{HostRateStream, ModelTiming, StreamLatency};
+use crate::pipelines::HopModel;
+use crate::runtime::onnx::Device;
+use crate::runtime::store;
+use crate::runtime::RuntimeError;
 use nice_plug::prelude::*;
 use std::sync::Arc;
 
-/// Stem names in aux-output order.
-pub const STEMS: [&str; 2] = ["Vocals", "Accompaniment"];
+/// Every model here returns two stereo stems.
+pub const STEM_COUNT: usize = 2;
+
+/// The latency/quality trade-off of live separation. Offline renders
+/// (host offline mode and the CLI) always use the full-context setting.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveQuality {
+    #[id = "low"]
+    #[name = "Low latency (≈0.35 s)"]
+    LowLatency,
+    #[id = "balanced"]
+    #[name = "Balanced (≈0.8 s)"]
+    Balanced,
+    #[id = "quality"]
+    #[name = "Quality (≈1.9 s)"]
+    Quality,
+}
+
+impl LiveQuality {
+    pub const ALL: [LiveQuality; 3] = [LiveQuality::LowLatency, LiveQuality::Balanced, LiveQuality::Quality];
+
+    pub fn cli_name(self) -> &'static str {
+        match self {
+            LiveQuality::LowLatency => "low",
+            LiveQuality::Balanced => "balanced",
+            LiveQuality::Quality => "quality",
+        }
+    }
+
+    /// (window, advance, lookahead) in STFT frames.
+    fn frames(self) -> (usize, usize, usize) {
+        match self {
+            LiveQuality::LowLatency => (64, 4, 4),
+            LiveQuality::Balanced => (128, 8, 16),
+            LiveQuality::Quality => (256, 16, 48),
+        }
+    }
+}
+
+/// How a separator runs: a live setting, or offline with full context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeparationMode {
+    Live(LiveQuality),
+    Offline,
+}
+
+impl SeparationMode {
+    pub fn for_host(offline: bool, quality: LiveQuality) -> Self {
+        if offline {
+            SeparationMode::Offline
+        } else {
+            SeparationMode::Live(quality)
+        }
+    }
+
+    /// The window plan for a net that wants windows in multiples of
+    /// `multiple` frames, `segment` frames offline.
+    pub fn plan(self, segment: usize) -> WindowPlan {
+        match self {
+            SeparationMode::Offline => WindowPlan::reference(segment),
+            SeparationMode::Live(q) => {
+                let (window, advance, lookahead) = q.frames();
+                WindowPlan { window, advance, lookahead, phase: 0 }
+            }
+        }
+    }
+
+    /// Intra-op threads: every core offline, one live (several instances
+    /// share the machine and the audio thread must keep a core).
+    pub fn threads(self) -> usize {
+        match self {
+            SeparationMode::Offline => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            SeparationMode::Live(_) => 1,
+        }
+    }
+}
+
+/// One separation model the plugin can switch to.
+#[derive(Debug, Clone)]
+pub struct StemsModel {
+    pub name: String,
+    pub stems: [String; STEM_COUNT],
+    kind: StemsModelKind,
+}
+
+#[derive(Debug, Clone)]
+enum StemsModelKind {
+    Spleeter,
+}
+
+impl StemsModel {
+    pub fn spleeter() -> Self {
+        Self { name: "Spleeter 2-stem (vocals / accompaniment)".into(), stems: ["Vocals".into(), "Accompaniment".into()], kind: StemsModelKind::Spleeter }
+    }
+
+    /// Name on the command line.
+    pub fn cli_name(&self) -> String {
+        match &self.kind {
+            StemsModelKind::Spleeter => "spleeter".into(),
+        }
+    }
+
+    /// Every model this installation offers, in parameter order (main thread).
+    pub fn available() -> Vec<StemsModel> {
+        vec![StemsModel::spleeter()]
+    }
+
+    /// Timing known without loading the model.
+    pub fn timing(&self, mode: SeparationMode) -> ModelTiming {
+        match &self.kind {
+            StemsModelKind::Spleeter => {
+                let plan = mode.plan(separate_spleeter::SEGMENT);
+                ModelTiming {
+                    sample_rate: separate_spleeter::SAMPLE_RATE,
+                    hop: plan.advance * separate_spleeter::HOP,
+                    delay: plan.delay(separate_spleeter::N_FFT, separate_spleeter::HOP),
+                }
+            }
+        }
+    }
+
+    /// Loads the model (worker or loader thread).
+    pub fn load(&self, mode: SeparationMode, channels: usize, device: Device) -> Result<Box<dyn HopModel>, RuntimeError> {
+        crate::runtime::onnx::environment()?;
+        match &self.kind {
+            StemsModelKind::Spleeter => {
+                let installed = store::find_model("spleeter_2stems")?;
+                let plan = mode.plan(separate_spleeter::SEGMENT);
+                Ok(Box::new(separate_spleeter::load(&installed.file_path(), plan, channels, device, mode.threads())?))
+            }
+        }
+    }
+}
+
+/// Everything needed to build a Stems bridge (shared by plugin and CLI).
+#[derive(Debug, Clone)]
+pub struct StemsSetup {
+    pub sample_rate: f32,
+    pub channels: usize,
+    pub max_block: usize,
+    pub mode: SeparationMode,
+    pub models: Vec<StemsModel>,
+    pub initial_model: usize,
+    pub device: Device,
+}
+
+impl StemsSetup {
+    fn bridge_config(&self) -> Result<BridgeConfig, String> {
+        let rate = self.sample_rate as u32;
+        let mut stream_latency: Option<StreamLatency> = None;
+        let mut hop_host = 0;
+        for m in &self.models {
+            let t = m.timing(self.mode);
+            let l = HostRateStream::latency_for(t, rate, self.channels).map_err(|e| e.to_string())?;
+            if stream_latency.map_or(true, |s| l.total > s.total) {
+                stream_latency = Some(l);
+            }
+            hop_host = hop_host.max((t.hop as u64 * rate as u64).div_ceil(t.sample_rate as u64) as usize);
+        }
+        Ok(BridgeConfig {
+            sample_rate: self.sample_rate,
+            channels: self.channels,
+            out_channels: STEM_COUNT * self.channels,
+            fallback_share: 1.0 / STEM_COUNT as f32,
+            max_block: self.max_block,
+            offline: self.mode == SeparationMode::Offline,
+            stream_latency: stream_latency.unwrap_or_default(),
+            // A separator computes a whole window per hop: allow it a full
+            // hop live (the latency plan reserves half of what it is given).
+            // Offline the host waits for the worker, so nothing is reserved.
+            model_hop_host: if self.mode == SeparationMode::Offline { 0 } else { 2 * hop_host },
+            label: "Stems".into(),
+            initial_model: self.initial_model,
+        })
+    }
+
+    /// The latency this setup reports (main thread).
+    pub fn latency_plan(&self) -> Result<LatencyPlan, String> {
+        let c = self.bridge_config()?;
+        Ok(LatencyPlan::new(c.stream_latency, c.sample_rate, c.max_block, c.model_hop_host))
+    }
+
+    /// Builds the bridge; main thread.
+    pub fn build_bridge(&self, telemetry: Arc<Telemetry>) -> Result<RealtimeBridge, String> {
+        let config = self.bridge_config()?;
+        let models = self.models.clone();
+        let (mode, channels, device) = (self.mode, self.channels, self.device);
+        let catalog: ModelCatalog = Arc::new(move |index| {
+            let m = models.get(index).or(models.first()).ok_or_else(|| RuntimeError::Inference("no separation model installed".into()))?;
+            m.load(mode, channels, device)
+        });
+        Ok(RealtimeBridge::new(config, telemetry, catalog))
+    }
+}
+
+#[derive(Params)]
+pub struct StemsParams {
+    #[id = "mix"]
+    pub mix: FloatParam,
+    #[id = "bypass"]
+    pub bypass: BoolParam,
+    /// Index into [`StemsModel::available`].
+    #[id = "model"]
+    pub model: IntParam,
+    /// Applies at the next activation (it changes the latency).
+    #[id = "quality"]
+    pub quality: EnumParam<LiveQuality>,
+    #[id = "device"]
+    pub device: EnumParam<DeviceChoice>,
+    #[nested(array, group = "Stem")]
+    pub stems: [StemMixerParams; STEM_COUNT],
+    #[id = "status"]
+    pub status: IntParam,
+}
+
+#[derive(Params)]
+pub struct StemMixerParams {
+    #[id = "gain"]
+    pub gain: FloatParam,
+    #[id = "solo"]
+    pub solo: BoolParam,
+    #[id = "mute"]
+    pub mute: BoolParam,
+}
+
+impl StemMixerParams {
+    fn new(name: &str) -> Self {
+        Self {
+            gain: FloatParam::new(format!("{name} gain"), 0.0, FloatRange::Linear { min: -60.0, max: 12.0 })
+                .with_unit(" dB")
+                .with_step_size(0.1)
+                .with_smoother(SmoothingStyle::Linear(20.0)),
+            solo: BoolParam::new(format!("{name} solo"), false),
+            mute: BoolParam::new(format!("{name} mute"), false),
+        }
+    }
+}
+
+/// Linear gain ramps for solo/mute so toggling never clicks (audio thread).
+struct StemGates {
+    value: [f32; STEM_COUNT],
+    step: f32,
+}
+
+impl StemGates {
+    fn new(sample_rate: f32) -> Self {
+        Self { value: [1.0; STEM_COUNT], step: 1.0 / (0.01 * sample_rate).max(1.0) }
+    }
+    #[inline]
+    fn next(&mut self, s: usize, open: bool) -> f32 {
+        let target = if open { 1.0 } else { 0.0 };
+        let v = &mut self.value[s];
+        *v = if *v < target { (*v + self.step).min(target) } else { (*v - self.step).max(target) };
+        *v
+    }
+}
 
 pub struct Stems {
-    params: Arc<PlaceholderParams>,
+    params: Arc<StemsParams>,
+    telemetry: Arc<Telemetry>,
+    models: Vec<StemsModel>,
+    bridge: Option<RealtimeBridge>,
+    bypass_fade: BypassFade,
+    gates: StemGates,
+    /// Scratch for the stems and the aligned dry (allocated at activation).
+    stem_buf: Vec<Vec<f32>>,
+    dry_buf: Vec<Vec<f32>>,
 }
 
 impl Default for Stems {
     fn default() -> Self {
-        Self { params: Arc::new(PlaceholderParams::new("Stems: separation is not available in this build; passing audio through, stem outputs silent")) }
+        let telemetry = Arc::new(Telemetry::default());
+        telemetry.set_status("Stems: not active yet");
+        let models = StemsModel::available();
+        let names: Vec<String> = models.iter().map(|m| m.name.clone()).collect();
+        let max_index = models.len().saturating_sub(1) as i32;
+        Self {
+            params: Arc::new(StemsParams {
+                mix: common::mix_param(),
+                bypass: common::bypass_param(),
+                model: IntParam::new("Model", 0, IntRange::Linear { min: 0, max: max_index.max(0) })
+                    .with_value_to_string(Arc::new(move |i| names.get(i as usize).cloned().unwrap_or_else(|| format!("model {i}"))))
+                    .non_automatable(),
+                quality: EnumParam::new("Live quality", LiveQuality::Balanced).non_automatable(),
+                device: EnumParam::new("Device", DeviceChoice::Cpu).non_automatable(),
+                stems: [StemMixerParams::new("Stem 1"), StemMixerParams::new("Stem 2")],
+                status: common::status_param(telemetry.clone()),
+            }),
+            telemetry,
+            models,
+            bridge: None,
+            bypass_fade: BypassFade::new(48000.0),
+            gates: StemGates::new(48000.0),
+            stem_buf: Vec::new(),
+            dry_buf: Vec::new(),
+        }
     }
 }
 
@@ -36,7 +335,7 @@ impl Plugin for Stems {
             main_input: Some("Input"),
             main_output: Some("Remix"),
             aux_inputs: &[],
-            aux_outputs: &["Vocals", "Accompaniment"],
+            aux_outputs: &["Stem 1 (vocals / target voice)", "Stem 2 (accompaniment / others)"],
         },
         ..AudioIOLayout::const_default()
     }];
@@ -49,14 +348,123 @@ impl Plugin for Stems {
         self.params.clone()
     }
 
-    fn process(&mut self, _buffer: &mut Buffer, aux: &mut AuxiliaryBuffers, _context: &mut impl ProcessContext<Self>) -> ProcessStatus {
-        for out in aux.outputs.iter_mut() {
-            for ch in out.as_slice() {
-                ch.fill(0.0);
+    fn activate(&mut self, layout: &AudioIOLayout, config: &BufferConfig, context: &mut impl ActivateContext<Self>) -> bool {
+        let channels = layout.main_output_channels.map_or(2, |c| c.get() as usize);
+        let offline = config.process_mode == ProcessMode::Offline;
+        self.bridge = None;
+        let setup = StemsSetup {
+            sample_rate: config.sample_rate,
+            channels,
+            max_block: config.max_buffer_size as usize,
+            mode: SeparationMode::for_host(offline, self.params.quality.value()),
+            models: self.models.clone(),
+            initial_model: self.params.model.value().max(0) as usize,
+            device: self.params.device.value().into(),
+        };
+        match setup.build_bridge(self.telemetry.clone()) {
+            Ok(bridge) => {
+                let plan = bridge.latency();
+                nice_log!("Stems: {}", plan.describe(config.sample_rate));
+                context.set_latency_samples(plan.total as u32);
+                self.bridge = Some(bridge);
+            }
+            Err(e) => {
+                self.telemetry.set_status(format!("Stems: cannot run at {} Hz: {e}", config.sample_rate));
+                context.set_latency_samples(0);
+            }
+        }
+        let block = config.max_buffer_size as usize;
+        self.stem_buf = (0..STEM_COUNT * channels).map(|_| prefaulted(block)).collect();
+        self.dry_buf = (0..channels).map(|_| prefaulted(block)).collect();
+        self.bypass_fade = BypassFade::new(config.sample_rate);
+        self.bypass_fade.set_immediately(self.params.bypass.value());
+        self.gates = StemGates::new(config.sample_rate);
+        true
+    }
+
+    fn reset(&mut self) {
+        if let Some(b) = self.bridge.as_mut() {
+            b.reset();
+        }
+        self.params.mix.smoothed.reset(self.params.mix.value());
+        for s in &self.params.stems {
+            s.gain.smoothed.reset(s.gain.value());
+        }
+    }
+
+    fn deactivate(&mut self) {
+        self.bridge = None;
+    }
+
+    fn process(&mut self, buffer: &mut Buffer, aux: &mut AuxiliaryBuffers, _context: &mut impl ProcessContext<Self>) -> ProcessStatus {
+        let n = buffer.samples();
+        let Some(bridge) = self.bridge.as_mut() else {
+            for out in aux.outputs.iter_mut() {
+                for ch in out.as_slice() {
+                    ch.fill(0.0);
+                }
+            }
+            return ProcessStatus::Normal;
+        };
+        bridge.request_model(self.params.model.value().max(0) as usize);
+        let main = buffer.as_slice();
+        let c = main.len().min(self.dry_buf.len());
+        if c == 0 || n > self.dry_buf[0].len() {
+            return ProcessStatus::Normal;
+        }
+        {
+            let mut inputs: [&[f32]; 2] = [&[], &[]];
+            for (slot, ch) in inputs.iter_mut().zip(main.iter()) {
+                *slot = &ch[..n];
+            }
+            let mut stems: [&mut [f32]; STEM_COUNT * 2] = Default::default();
+            for (slot, b) in stems.iter_mut().zip(self.stem_buf.iter_mut()) {
+                *slot = &mut b[..n];
+            }
+            let mut dry: [&mut [f32]; 2] = Default::default();
+            for (slot, b) in dry.iter_mut().zip(self.dry_buf.iter_mut()) {
+                *slot = &mut b[..n];
+            }
+            bridge.process_stems(&inputs[..c], &mut stems[..STEM_COUNT * c], &mut dry[..c]);
+        }
+
+        // Aux outputs: the stems as separated.
+        for (s, out) in aux.outputs.iter_mut().enumerate().take(STEM_COUNT) {
+            for (ch, dst) in out.as_slice().iter_mut().enumerate() {
+                let src = &self.stem_buf[s * c + ch.min(c - 1)];
+                dst[..n].copy_from_slice(&src[..n]);
+            }
+        }
+
+        // Main output: the remix, then dry/wet and bypass.
+        let any_solo = self.params.stems.iter().any(|s| s.solo.value());
+        let open: [bool; STEM_COUNT] = std::array::from_fn(|s| {
+            let p = &self.params.stems[s];
+            !p.mute.value() && (!any_solo || p.solo.value())
+        });
+        let bypassed = self.params.bypass.value();
+        for i in 0..n {
+            let m = self.params.mix.smoothed.next() / 100.0;
+            let byp = self.bypass_fade.next(bypassed);
+            let mut g = [0.0f32; STEM_COUNT];
+            for (s, gs) in g.iter_mut().enumerate() {
+                *gs = util::db_to_gain(self.params.stems[s].gain.smoothed.next()) * self.gates.next(s, open[s]);
+            }
+            for ch in 0..c {
+                let d = self.dry_buf[ch][i];
+                let remix: f32 = (0..STEM_COUNT).map(|s| g[s] * self.stem_buf[s * c + ch][i]).sum();
+                let mixed = d + m * (remix - d);
+                main[ch][i] = mixed + byp * (d - mixed);
             }
         }
         ProcessStatus::Normal
     }
+}
+
+fn prefaulted(len: usize) -> Vec<f32> {
+    let mut v = vec![0.0; len];
+    crate::dsp::prefault(&mut v);
+    v
 }
 
 impl ClapPlugin for Stems {
