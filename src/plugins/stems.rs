@@ -28,13 +28,13 @@ pub const STEM_COUNT: usize = 2;
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LiveQuality {
     #[id = "low"]
-    #[name = "Low latency (≈0.35 s)"]
+    #[name = "Low latency (≈0.4 s)"]
     LowLatency,
     #[id = "balanced"]
-    #[name = "Balanced (≈0.8 s)"]
+    #[name = "Balanced (≈0.85 s)"]
     Balanced,
     #[id = "quality"]
-    #[name = "Quality (≈1.9 s)"]
+    #[name = "Quality (≈2 s)"]
     Quality,
 }
 
