@@ -10,7 +10,7 @@
 use super::common::{self, BypassFade, DeviceChoice};
 use crate::bridge::worker::ModelCatalog;
 use crate::bridge::{BridgeConfig, LatencyPlan, RealtimeBridge, Telemetry};
-use crate::pipelines::separate_spleeter;
+use crate::pipelines::{isolate_voicefilter, separate_mdx, separate_spleeter};
 use crate::pipelines::separate_window::WindowPlan;
 use crate::pipelines::stream::{HostRateStream, ModelTiming, StreamLatency};
 use crate::pipelines::HopModel;
@@ -108,6 +108,11 @@ pub struct StemsModel {
 #[derive(Debug, Clone)]
 enum StemsModelKind {
     Spleeter,
+    /// VoiceFilter-Lite: keeps the enrolled speaker (stem 1), the rest is
+    /// stem 2. Runs at 16 kHz, so both stems are band-limited to 8 kHz.
+    VoiceIsolation,
+    /// A user's MDX-Net ONNX model with its sidecar (stem 1 = its primary stem).
+    UserMdx(Box<separate_mdx::UserModelEntry>),
 }
 
 impl StemsModel {
@@ -115,16 +120,55 @@ impl StemsModel {
         Self { name: "Spleeter 2-stem (vocals / accompaniment)".into(), stems: ["Vocals".into(), "Accompaniment".into()], kind: StemsModelKind::Spleeter }
     }
 
+    pub fn voice_isolation() -> Self {
+        Self { name: "Voice isolation (VoiceFilter-Lite, needs a target voice)".into(), stems: ["Target voice".into(), "Others".into()], kind: StemsModelKind::VoiceIsolation }
+    }
+
+    pub fn user_mdx(entry: separate_mdx::UserModelEntry) -> Option<Self> {
+        let sidecar = entry.sidecar.as_ref().ok()?;
+        let stems = [sidecar.primary_stem.clone(), sidecar.other_stem()];
+        Some(Self { name: format!("{} (user MDX-Net)", entry.name), stems, kind: StemsModelKind::UserMdx(Box::new(entry)) })
+    }
+
     /// Name on the command line.
     pub fn cli_name(&self) -> String {
         match &self.kind {
             StemsModelKind::Spleeter => "spleeter".into(),
+            StemsModelKind::VoiceIsolation => "voicefilter".into(),
+            StemsModelKind::UserMdx(e) => e.name.clone(),
         }
     }
 
+    /// MDX-Net plans: the window is the model's `dim_t`; live uses the
+    /// setting's hop and lookahead, offline half-overlapping windows with a
+    /// quarter window of lookahead.
+    fn mdx_plan(mode: SeparationMode, dim_t: usize) -> WindowPlan {
+        match mode {
+            SeparationMode::Offline => separate_mdx::plan_for(dim_t, (dim_t / 2).max(1), dim_t / 4),
+            SeparationMode::Live(q) => {
+                let (_, advance, lookahead) = q.frames();
+                separate_mdx::plan_for(dim_t, advance, lookahead)
+            }
+        }
+    }
+
+    /// Whether the model follows an enrolled speaker.
+    pub fn needs_target(&self) -> bool {
+        matches!(self.kind, StemsModelKind::VoiceIsolation)
+    }
+
     /// Every model this installation offers, in parameter order (main thread).
+    /// User models in the user models folder whose sidecar is valid come
+    /// last; [`StemsModel::user_model_problems`] says why others are not listed.
     pub fn available() -> Vec<StemsModel> {
-        vec![StemsModel::spleeter()]
+        let mut models = vec![StemsModel::spleeter(), StemsModel::voice_isolation()];
+        models.extend(separate_mdx::discover_user_models().into_iter().filter_map(StemsModel::user_mdx));
+        models
+    }
+
+    /// One line per user model that cannot be used, with the reason.
+    pub fn user_model_problems() -> Vec<String> {
+        separate_mdx::discover_user_models().iter().filter_map(|e| e.error().map(|why| format!("{}: {why}", e.name))).collect()
     }
 
     /// Timing known without loading the model.
@@ -138,6 +182,13 @@ impl StemsModel {
                     delay: plan.delay(separate_spleeter::N_FFT, separate_spleeter::HOP),
                 }
             }
+            StemsModelKind::VoiceIsolation => {
+                ModelTiming { sample_rate: isolate_voicefilter::SAMPLE_RATE, hop: isolate_voicefilter::HOP, delay: isolate_voicefilter::DELAY }
+            }
+            StemsModelKind::UserMdx(e) => match &e.sidecar {
+                Ok(sc) => sc.timing(Self::mdx_plan(mode, sc.dim_t)),
+                Err(_) => ModelTiming { sample_rate: 44100, hop: 1024, delay: 0 },
+            },
         }
     }
 
@@ -150,6 +201,11 @@ impl StemsModel {
                 let plan = mode.plan(separate_spleeter::SEGMENT);
                 Ok(Box::new(separate_spleeter::load(&installed.file_path(), plan, channels, device, mode.threads())?))
             }
+            StemsModelKind::VoiceIsolation => {
+                let installed = store::find_model("voicefilter_lite")?;
+                Ok(Box::new(isolate_voicefilter::VoiceFilterIsolator::load(&installed.dir, channels, device)?))
+            }
+            StemsModelKind::UserMdx(e) => Ok(Box::new(separate_mdx::load(e, |t| Self::mdx_plan(mode, t), channels, device, mode.threads())?)),
         }
     }
 }
