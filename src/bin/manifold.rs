@@ -54,6 +54,25 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Keep one speaker and remove the others (VoiceFilter-Lite): the voice is
+    /// enrolled from a recording of that person alone (3 s or more, 5-10 s best).
+    Isolate {
+        /// Recording of the target speaker alone.
+        #[arg(long)]
+        voice: PathBuf,
+        /// Input audio (WAV, FLAC, MP3, OGG), mono or stereo.
+        input: PathBuf,
+        /// Output WAV (32-bit float): the target voice, aligned to the input.
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long)]
+        gpu: bool,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// List the models Manifold can use: installed ones with their licence,
+    /// and user models (with the reason when one cannot be used).
+    Models,
     /// Print the latency Manifold Clean reports to a host, and where it comes from.
     Latency {
         #[arg(long, default_value_t = 48000)]
@@ -64,6 +83,28 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         channels: usize,
     },
+}
+
+fn print_models() {
+    use manifold::runtime::store;
+    println!("Installed models (data folders: {}):", store::data_dirs().iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "));
+    for id in ["deepfilternet3", "gtcrn", "nsnet2_48k", "spleeter_2stems", "voicefilter_lite"] {
+        match store::find_model(id) {
+            Ok(m) => println!("  {id:<18} {} Hz, latency {} samples, licence {}, from {}", m.manifest.sample_rate, m.manifest.latency_samples, m.manifest.license, m.manifest.source),
+            Err(e) => println!("  {id:<18} not installed: {e}"),
+        }
+    }
+    println!("Stems models (use the name with `manifold stems --model`):");
+    for m in manifold::plugins::stems::StemsModel::available() {
+        println!("  {:<18} {} -> {} / {}", m.cli_name(), m.name, m.stems[0], m.stems[1]);
+    }
+    match manifold::pipelines::separate_mdx::default_user_models_dir() {
+        Some(d) => println!("User models folder: {} (an MDX-Net .onnx plus a .json or .toml sidecar)", d.display()),
+        None => println!("User models folder: set MANIFOLD_USER_MODELS"),
+    }
+    for p in manifold::plugins::stems::StemsModel::user_model_problems() {
+        println!("  cannot use {p}");
+    }
 }
 
 fn progress_bar(quiet: bool) -> ProgressBar {
@@ -151,6 +192,26 @@ fn run(cli: Cli) -> Result<(), RenderError> {
                     eprintln!("wrote {}", f.display());
                 }
             }
+            Ok(())
+        }
+        Command::Isolate { voice, input, output, gpu, quiet } => {
+            let bar = progress_bar(quiet);
+            let device = if gpu { Device::Cuda } else { Device::Cpu };
+            let report = offline::render_isolated(&input, &voice, &output, device, |done, total| {
+                if let Some(t) = total {
+                    bar.set_length(t);
+                }
+                bar.set_position(done);
+            })?;
+            bar.finish_and_clear();
+            if !quiet {
+                eprintln!("{}", report.status);
+                eprintln!("{:.1} s in {:.1} s ({:.1}x real time); wrote {}", report.audio_seconds, report.wall_seconds, 1.0 / report.real_time_factor(), output.display());
+            }
+            Ok(())
+        }
+        Command::Models => {
+            print_models();
             Ok(())
         }
         Command::Latency { rate, block, channels } => {

@@ -13,6 +13,7 @@
 //! ```
 //! See [`latency::LatencyPlan`] for how the fixed delay `L` is made up.
 
+pub mod capture;
 pub mod latency;
 pub mod realtime;
 pub mod telemetry;

