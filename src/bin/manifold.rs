@@ -217,6 +217,20 @@ fn run(cli: Cli) -> Result<(), RenderError> {
         Command::Latency { rate, block, channels } => {
             let plan = manifold::plugins::clean::latency_plan(rate as f32, channels, block).map_err(RenderError::Setup)?;
             println!("Manifold Clean (every model) at {rate} Hz, {block}-sample blocks: {}", plan.describe(rate as f32));
+            use manifold::plugins::stems::{LiveQuality, SeparationMode, StemsModel, StemsSetup};
+            for q in LiveQuality::ALL {
+                let setup = StemsSetup {
+                    sample_rate: rate as f32,
+                    channels,
+                    max_block: block,
+                    mode: SeparationMode::Live(q),
+                    models: StemsModel::available(),
+                    initial_model: 0,
+                    device: Device::Cpu,
+                };
+                let plan = setup.latency_plan().map_err(RenderError::Setup)?;
+                println!("Manifold Stems, live {} ({:.2} s): {}", q.cli_name(), plan.total as f64 / rate as f64, plan.describe(rate as f32));
+            }
             Ok(())
         }
     }

@@ -117,7 +117,10 @@ fn bench(root: &Path) -> Result<()> {
     models::install(root, &[])?;
     run(Command::new("cargo").args(["bench", "--bench", "realtime"]))?;
     run(Command::new("cargo").args(["bench", "--bench", "dfn3_speed"]))?;
-    run(Command::new("cargo").args(["bench", "--bench", "load"]))
+    run(Command::new("cargo").args(["bench", "--bench", "load"]))?;
+    // Stems: SDR against latency, live load, 60-minute offline speed/memory.
+    run(Command::new("cargo").args(["build", "--release", "--bin", "manifold"]))?;
+    run(Command::new("cargo").args(["bench", "--bench", "stems"]))
 }
 
 /// Speech-enhancement quality table (PESQ, STOI, SI-SDR by input SNR) for
