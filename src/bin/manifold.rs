@@ -48,9 +48,11 @@ enum Command {
         /// Separation model: spleeter (default) or the name of a user model.
         #[arg(long, default_value = "spleeter")]
         model: String,
-        /// Run the model on the GPU (CUDA) when available.
+        /// Stay on the CPU. By default the model runs on the GPU through the
+        /// CUDA provider when ONNX Runtime has one, else on the CPU (the
+        /// status line says which, and why).
         #[arg(long)]
-        gpu: bool,
+        cpu: bool,
         #[arg(short, long)]
         quiet: bool,
     },
@@ -65,8 +67,9 @@ enum Command {
         /// Output WAV (32-bit float): the target voice, aligned to the input.
         #[arg(short, long)]
         output: PathBuf,
+        /// Stay on the CPU (default: GPU when available, as for `stems`).
         #[arg(long)]
-        gpu: bool,
+        cpu: bool,
         #[arg(short, long)]
         quiet: bool,
     },
@@ -160,7 +163,7 @@ fn run(cli: Cli) -> Result<(), RenderError> {
             }
             Ok(())
         }
-        Command::Stems { input, output, model, gpu, quiet } => {
+        Command::Stems { input, output, model, cpu, quiet } => {
             let models = manifold::plugins::stems::StemsModel::available();
             let chosen = models
                 .iter()
@@ -168,7 +171,7 @@ fn run(cli: Cli) -> Result<(), RenderError> {
                 .cloned()
                 .ok_or_else(|| RenderError::Setup(format!("unknown model '{model}' (choose from: {})", models.iter().map(|m| m.cli_name()).collect::<Vec<_>>().join(", "))))?;
             let bar = progress_bar(quiet);
-            let device = if gpu { Device::Cuda } else { Device::Cpu };
+            let device = if cpu { Device::Cpu } else { Device::Cuda };
             let done = offline::render_stems_to_dir(&input, &output, chosen, device, |done, total| {
                 if let Some(t) = total {
                     bar.set_length(t);
@@ -194,9 +197,9 @@ fn run(cli: Cli) -> Result<(), RenderError> {
             }
             Ok(())
         }
-        Command::Isolate { voice, input, output, gpu, quiet } => {
+        Command::Isolate { voice, input, output, cpu, quiet } => {
             let bar = progress_bar(quiet);
-            let device = if gpu { Device::Cuda } else { Device::Cpu };
+            let device = if cpu { Device::Cpu } else { Device::Cuda };
             let report = offline::render_isolated(&input, &voice, &output, device, |done, total| {
                 if let Some(t) = total {
                     bar.set_length(t);
