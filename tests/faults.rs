@@ -122,3 +122,48 @@ fn cli_output_is_aligned_and_same_length() {
     let samples: Vec<f32> = b.into_samples::<f32>().map(|s| s.unwrap()).collect();
     assert!(samples.iter().all(|x| x.is_finite()));
 }
+
+/// `manifold stems` on a mono 48 kHz file: two stems, same length, the
+/// device choice (GPU attempt, CPU fallback) is stated; a missing model says
+/// what to do; a user model with a broken sidecar is listed with the reason.
+#[test]
+fn stems_cli_writes_every_stem_and_explains_problems() {
+    let sb = Sandbox::new();
+    let input = sb.path("in.wav");
+    write_noise_wav(&input, 2.0);
+    let out = sb.path("stems");
+    let (ok, err) = sb.run(Some(&installed_data()), &["stems", input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(err.contains("Spleeter 2-stem on"), "the status names model and device: {err}");
+    let a = hound::WavReader::open(&input).unwrap();
+    for stem in ["vocals.wav", "accompaniment.wav"] {
+        let b = hound::WavReader::open(out.join(stem)).unwrap();
+        assert_eq!(a.duration(), b.duration(), "{stem}");
+        assert_eq!((b.spec().channels, b.spec().sample_rate), (1, 48000));
+    }
+
+    // Only the runtime: the model is missing.
+    let data = sb.path("runtime-only");
+    std::fs::create_dir_all(data.join("runtime")).unwrap();
+    let lib = "libonnxruntime.so.1.31.1";
+    std::fs::copy(installed_data().join("runtime").join(lib), data.join("runtime").join(lib)).unwrap();
+    let (ok, err) = sb.run(Some(&data), &["stems", input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("'spleeter_2stems' is not installed") && err.contains("cargo xtask models"), "{err}");
+
+    // A user model whose sidecar is nonsense is refused with the reason.
+    let user = sb.path("user-models");
+    std::fs::create_dir_all(&user).unwrap();
+    std::fs::write(user.join("broken.onnx"), b"not a model").unwrap();
+    std::fs::write(user.join("broken.toml"), "primary_stem = \"Vocals\"\nn_fft = 6144\ndim_f = 2048\ndim_t = \"lots\"\n").unwrap();
+    let out = Command::new(&sb.exe)
+        .arg("models")
+        .env("MANIFOLD_DATA_DIR", installed_data())
+        .env("MANIFOLD_USER_MODELS", &user)
+        .env("HOME", sb.dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("cannot use broken") && text.contains("dim_t"), "{text}");
+    assert!(text.contains("spleeter_2stems") && text.contains("MIT"), "{text}");
+}
