@@ -368,7 +368,7 @@ impl Default for Stems {
                 model: IntParam::new("Model", 0, IntRange::Linear { min: 0, max: max_index.max(0) })
                     .with_value_to_string(Arc::new(move |i| names.get(i as usize).cloned().unwrap_or_else(|| format!("model {i}"))))
                     .non_automatable(),
-                quality: EnumParam::new("Live quality", LiveQuality::Balanced).non_automatable(),
+                quality: EnumParam::new("Live quality (applies on re-activation)", LiveQuality::Balanced).non_automatable(),
                 device: EnumParam::new("Device", DeviceChoice::Cpu).non_automatable(),
                 stems: [StemMixerParams::new("Stem 1"), StemMixerParams::new("Stem 2")],
                 capture: BoolParam::new("Capture target voice (sidechain)", false).non_automatable(),
