@@ -16,7 +16,7 @@ pub mod plugins;
 pub mod runtime;
 
 use nice_plug::prelude::*;
-use plugins::{clean::Clean, stems::Stems, voice::Voice};
+use plugins::{clean::Clean, stems::Stems, stems::StemsRemix, voice::Voice};
 
-nice_export_clap!(Clean, Stems, Voice);
-nice_export_vst3!(Clean, Stems, Voice);
+nice_export_clap!(Clean, Stems, StemsRemix, Voice);
+nice_export_vst3!(Clean, Stems, StemsRemix, Voice);

@@ -341,7 +341,7 @@ impl StemGates {
     }
 }
 
-pub struct Stems {
+pub struct StemsPlugin<V: StemsVariant> {
     params: Arc<StemsParams>,
     telemetry: Arc<Telemetry>,
     models: Vec<StemsModel>,
@@ -352,9 +352,10 @@ pub struct Stems {
     /// Scratch for the stems and the aligned dry (allocated at activation).
     stem_buf: Vec<Vec<f32>>,
     dry_buf: Vec<Vec<f32>>,
+    variant: std::marker::PhantomData<V>,
 }
 
-impl Default for Stems {
+impl<V: StemsVariant> Default for StemsPlugin<V> {
     fn default() -> Self {
         let telemetry = Arc::new(Telemetry::default());
         telemetry.set_status("Stems: not active yet");
@@ -383,31 +384,19 @@ impl Default for Stems {
             gates: StemGates::new(48000.0),
             stem_buf: Vec::new(),
             dry_buf: Vec::new(),
+            variant: std::marker::PhantomData,
         }
     }
 }
 
-impl Plugin for Stems {
-    const NAME: &'static str = "Manifold Stems";
+impl<V: StemsVariant> Plugin for StemsPlugin<V> {
+    const NAME: &'static str = V::NAME;
     const VENDOR: &'static str = common::VENDOR;
     const URL: &'static str = common::URL;
     const EMAIL: &'static str = common::EMAIL;
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
-    const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = &[AudioIOLayout {
-        main_input_channels: NonZeroU32::new(2),
-        main_output_channels: NonZeroU32::new(2),
-        aux_input_ports: &[new_nonzero_u32(2)],
-        aux_output_ports: &[new_nonzero_u32(2), new_nonzero_u32(2)],
-        names: PortNames {
-            layout: Some("Stereo mix + stems, target voice sidechain"),
-            main_input: Some("Input"),
-            main_output: Some("Remix"),
-            aux_inputs: &["Target voice (for capture)"],
-            aux_outputs: &["Stem 1 (vocals / target voice)", "Stem 2 (accompaniment / others)"],
-        },
-        ..AudioIOLayout::const_default()
-    }];
+    const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = V::LAYOUTS;
 
     type Editor = ();
     type SysExMessage = ();
@@ -572,15 +561,76 @@ fn prefaulted(len: usize) -> Vec<f32> {
     v
 }
 
-impl ClapPlugin for Stems {
-    const CLAP_ID: &'static str = "com.manifold.stems";
-    const CLAP_DESCRIPTION: Option<&'static str> = Some("Neural source separation");
+impl<V: StemsVariant> ClapPlugin for StemsPlugin<V> {
+    const CLAP_ID: &'static str = V::CLAP_ID;
+    const CLAP_DESCRIPTION: Option<&'static str> = Some(V::DESCRIPTION);
     const CLAP_MANUAL_URL: Option<&'static str> = None;
     const CLAP_SUPPORT_URL: Option<&'static str> = None;
     const CLAP_FEATURES: &'static [ClapFeature] = &[ClapFeature::AudioEffect, ClapFeature::Stereo, ClapFeature::Mixing];
 }
 
-impl Vst3Plugin for Stems {
-    const VST3_CLASS_ID: [u8; 16] = *b"ManifoldStems001";
+impl<V: StemsVariant> Vst3Plugin for StemsPlugin<V> {
+    const VST3_CLASS_ID: [u8; 16] = V::VST3_CLASS_ID;
     const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] = &[Vst3SubCategory::Fx, Vst3SubCategory::Tools];
+}
+
+/// What differs between the two Stems plugins: name, ids and I/O.
+pub trait StemsVariant: Send + 'static {
+    const NAME: &'static str;
+    const DESCRIPTION: &'static str;
+    const CLAP_ID: &'static str;
+    const VST3_CLASS_ID: [u8; 16];
+    const LAYOUTS: &'static [AudioIOLayout];
+}
+
+/// Stems with one aux output per stem (route them to tracks).
+pub struct WithStemOutputs;
+/// The remix only, for hosts that switch aux outputs off: nice-plug 0.4.2's
+/// VST3 wrapper skips `process` entirely when a host deactivates an aux
+/// output bus (JUCE-based hosts such as pedalboard do), so the plugin with
+/// stem outputs would be silent there.
+pub struct RemixOnly;
+
+pub type Stems = StemsPlugin<WithStemOutputs>;
+pub type StemsRemix = StemsPlugin<RemixOnly>;
+
+impl StemsVariant for WithStemOutputs {
+    const NAME: &'static str = "Manifold Stems";
+    const DESCRIPTION: &'static str = "Neural source separation with one output per stem";
+    const CLAP_ID: &'static str = "com.manifold.stems";
+    const VST3_CLASS_ID: [u8; 16] = *b"ManifoldStems001";
+    const LAYOUTS: &'static [AudioIOLayout] = &[AudioIOLayout {
+        main_input_channels: NonZeroU32::new(2),
+        main_output_channels: NonZeroU32::new(2),
+        aux_input_ports: &[new_nonzero_u32(2)],
+        aux_output_ports: &[new_nonzero_u32(2), new_nonzero_u32(2)],
+        names: PortNames {
+            layout: Some("Stereo mix + stems, target voice sidechain"),
+            main_input: Some("Input"),
+            main_output: Some("Remix"),
+            aux_inputs: &["Target voice (for capture)"],
+            aux_outputs: &["Stem 1 (vocals / target voice)", "Stem 2 (accompaniment / others)"],
+        },
+        ..AudioIOLayout::const_default()
+    }];
+}
+
+impl StemsVariant for RemixOnly {
+    const NAME: &'static str = "Manifold Stems Remix";
+    const DESCRIPTION: &'static str = "Neural source separation: remix stems (gain, solo, mute)";
+    const CLAP_ID: &'static str = "com.manifold.stems-remix";
+    const VST3_CLASS_ID: [u8; 16] = *b"ManifoldStemsRmx";
+    const LAYOUTS: &'static [AudioIOLayout] = &[AudioIOLayout {
+        main_input_channels: NonZeroU32::new(2),
+        main_output_channels: NonZeroU32::new(2),
+        aux_input_ports: &[new_nonzero_u32(2)],
+        names: PortNames {
+            layout: Some("Stereo remix, target voice sidechain"),
+            main_input: Some("Input"),
+            main_output: Some("Remix"),
+            aux_inputs: &["Target voice (for capture)"],
+            aux_outputs: &[],
+        },
+        ..AudioIOLayout::const_default()
+    }];
 }
