@@ -121,6 +121,7 @@ impl RealtimeBridge {
             }
         }
         telemetry.set_latency(plan.total as u32);
+        telemetry.set_offline(config.offline);
         telemetry.set_state(WorkerState::Loading);
         let shared = Arc::new(Shared::new(telemetry, config.initial_model));
         let worker = worker::spawn(WorkerSetup {

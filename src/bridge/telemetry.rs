@@ -4,7 +4,7 @@
 //! thread.
 
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -38,6 +38,8 @@ pub struct Telemetry {
     /// Post-filter strength asked for by the user (f32 bits), read by the worker.
     post_filter: AtomicU32,
     status: Mutex<String>,
+    /// Offline renders wait for the worker, so a slow one is never "late".
+    offline: AtomicBool,
 }
 
 impl Telemetry {
@@ -63,6 +65,9 @@ impl Telemetry {
     }
     pub fn underrun_frames(&self) -> u64 {
         self.underrun_frames.load(Ordering::Relaxed)
+    }
+    pub fn set_offline(&self, offline: bool) {
+        self.offline.store(offline, Ordering::Relaxed);
     }
     pub fn set_worker_rtf(&self, rtf: f32) {
         self.worker_rtf.store(rtf.to_bits(), Ordering::Relaxed);
@@ -110,12 +115,17 @@ impl Telemetry {
     }
     /// Main/worker thread only: a line a host or the CLI can show.
     pub fn status_line(&self) -> String {
-        let base = self.status.lock().clone();
-        let u = self.underrun_events();
-        if u == 0 {
-            base
-        } else {
-            format!("{base} | {u} underruns ({} frames dry)", self.underrun_frames())
+        let mut line = self.status.lock().clone();
+        // A worker slower than real time can never catch up: say so, even
+        // before any underrun has been counted (the output is aligned dry).
+        let rtf = self.worker_rtf();
+        if rtf > 1.0 && self.state() == WorkerState::Running && !self.offline.load(Ordering::Relaxed) {
+            line.push_str(&format!(" | cannot keep up on this machine: real-time factor {rtf:.2}, passing aligned dry audio"));
         }
+        let u = self.underrun_events();
+        if u > 0 {
+            line.push_str(&format!(" | {u} underruns ({} frames dry)", self.underrun_frames()));
+        }
+        line
     }
 }
