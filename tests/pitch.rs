@@ -16,7 +16,9 @@
 //!
 //! Also checks that `process_hop` never allocates (counting allocator).
 
+#[cfg(not(debug_assertions))]
 use std::alloc::{GlobalAlloc, Layout, System};
+#[cfg(not(debug_assertions))]
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,12 +27,18 @@ use std::sync::OnceLock;
 
 use manifold::dsp::pitch::{track, PitchFrame, PitchTracker};
 
+/// Release builds: a counting allocator. Debug builds cannot have one:
+/// nice-plug's `assert_process_allocs` owns the global allocator there, and
+/// its `assert_no_alloc` aborts the test on any allocation instead.
+#[cfg(not(debug_assertions))]
 struct Counting;
 
+#[cfg(not(debug_assertions))]
 thread_local! {
     static ALLOCS: Cell<usize> = const { Cell::new(0) };
 }
 
+#[cfg(not(debug_assertions))]
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
@@ -45,11 +53,23 @@ unsafe impl GlobalAlloc for Counting {
     }
 }
 
+#[cfg(not(debug_assertions))]
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-fn allocations() -> usize {
-    ALLOCS.with(|c| c.get())
+/// Runs `f` and returns how many allocations it made (release), or aborts
+/// the test process if it allocates at all (debug).
+#[cfg(not(debug_assertions))]
+fn allocations_in<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    let count = || ALLOCS.with(|c| c.get());
+    let before = count();
+    let r = f();
+    (r, count() - before)
+}
+
+#[cfg(debug_assertions)]
+fn allocations_in<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    (nice_assert_no_alloc::assert_no_alloc(f), 0)
 }
 
 fn workspace() -> PathBuf {
@@ -332,20 +352,22 @@ fn no_allocation_after_new_and_speed() {
             })
             .collect();
         let mut t = PitchTracker::new(rate);
-        let before = allocations();
-        let start = std::time::Instant::now();
-        let mut pos = 0;
-        let mut hops = 0;
-        while pos + t.hop() <= x.len() {
-            let h = t.hop();
-            std::hint::black_box(t.process_hop(&x[pos..pos + h]));
-            pos += h;
-            hops += 1;
-        }
-        let us = start.elapsed().as_secs_f64() * 1e6 / hops as f64;
-        t.reset();
-        std::hint::black_box(t.process_hop(&x[..t.hop()]));
-        assert_eq!(allocations() - before, 0, "process_hop/reset allocated at {rate} Hz");
+        let ((us, _), allocated) = allocations_in(|| {
+            let start = std::time::Instant::now();
+            let mut pos = 0;
+            let mut hops = 0;
+            while pos + t.hop() <= x.len() {
+                let h = t.hop();
+                std::hint::black_box(t.process_hop(&x[pos..pos + h]));
+                pos += h;
+                hops += 1;
+            }
+            let us = start.elapsed().as_secs_f64() * 1e6 / hops as f64;
+            t.reset();
+            std::hint::black_box(t.process_hop(&x[..t.hop()]));
+            (us, hops)
+        });
+        assert_eq!(allocated, 0, "process_hop/reset allocated at {rate} Hz");
         eprintln!("{rate} Hz: {us:.1} us per 10 ms hop ({} build)", if cfg!(debug_assertions) { "debug" } else { "release" });
     }
 }
