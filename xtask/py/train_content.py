@@ -1,0 +1,243 @@
+"""Trains Manifold's content model: frame-wise phone posteriors (a PPG) from
+HiFi-GAN log-mel frames, on the set written by make_phone_set.py.
+
+Model: scikit-learn MLPClassifier on stacked context frames (L left + current
++ R right, 80 bands each), per-band normalisation with fixed global mean/std
+of the training frames, two ReLU hidden layers, softmax over the phones.
+Exported by hand to ONNX:
+  input  mel_context float32 [B, 80*(L+1+R)]  frames t-L .. t+R, frame-major
+         (element [b, 80*j + m] = log-mel band m of frame t-L+j)
+  output phone_logp  float32 [B, P]           log posteriors, PHONES order
+The normalisation is inside the graph (Sub, Mul). Frames before the first /
+after the last one are the log-mel of digital silence, ln(1e-5) in every
+band (what the feature gives for zeros), so streaming and offline agree.
+
+usage: python train_content.py DATA_DIR OUT_DIR [--hidden 384] [--minutes 16]
+Writes OUT_DIR/content_phones.onnx and OUT_DIR/content_phones.json.
+"""
+import argparse
+import json
+import os
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
+
+import numpy as np
+
+L_CTX, R_CTX = 5, 4
+N_MELS = 80
+PAD_VALUE = float(np.log(1e-5))
+
+
+def stack(mel, starts, L=L_CTX, R=R_CTX, idx=None):
+    """[T,80] utterances concatenated -> [T or len(idx), 80*(L+1+R)] with silence padding
+    at utterance edges."""
+    T = len(mel)
+    bounds = np.append(starts, T)
+    utt = np.repeat(np.arange(len(starts)), np.diff(bounds))
+    if idx is None:
+        idx = np.arange(T)
+    out = np.empty((len(idx), (L + 1 + R) * N_MELS), dtype=np.float32)
+    lo, hi = bounds[utt[idx]], bounds[utt[idx] + 1]
+    for j, off in enumerate(range(-L, R + 1)):
+        src = idx + off
+        ok = (src >= lo) & (src < hi)
+        block = np.full((len(idx), N_MELS), PAD_VALUE, dtype=np.float32)
+        block[ok] = mel[src[ok]]
+        out[:, j * N_MELS : (j + 1) * N_MELS] = block
+    return out
+
+
+def load(path):
+    d = np.load(path)
+    return {k: d[k] for k in d.files}
+
+
+def export_onnx(clf, mean, std, path, n_in, phones):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [
+        numpy_helper.from_array(np.tile(mean, n_in // N_MELS).astype(np.float32)[None, :], "norm_mean"),
+        numpy_helper.from_array((1.0 / np.tile(std, n_in // N_MELS)).astype(np.float32)[None, :], "norm_inv_std"),
+    ]
+    nodes = [
+        helper.make_node("Sub", ["mel_context", "norm_mean"], ["centred"]),
+        helper.make_node("Mul", ["centred", "norm_inv_std"], ["h0"]),
+    ]
+    n_layers = len(clf.coefs_)
+    for i, (W, b) in enumerate(zip(clf.coefs_, clf.intercepts_)):
+        inits += [numpy_helper.from_array(W.astype(np.float32), f"W{i + 1}"),
+                  numpy_helper.from_array(b.astype(np.float32), f"b{i + 1}")]
+        out = f"z{i + 1}" if i < n_layers - 1 else "logits"
+        nodes.append(helper.make_node("Gemm", [f"h{i}", f"W{i + 1}", f"b{i + 1}"], [out]))
+        if i < n_layers - 1:
+            nodes.append(helper.make_node("Relu", [out], [f"h{i + 1}"]))
+    nodes.append(helper.make_node("LogSoftmax", ["logits"], ["phone_logp"], axis=1))
+    graph = helper.make_graph(
+        nodes, "content_phones",
+        [helper.make_tensor_value_info("mel_context", TensorProto.FLOAT, ["batch", n_in])],
+        [helper.make_tensor_value_info("phone_logp", TensorProto.FLOAT, ["batch", len(phones)])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="manifold-train-content")
+    model.ir_version = 8
+    model.doc_string = "Manifold content model: phone log-posteriors from stacked HiFi-GAN log-mel frames. Phones: " + " ".join(phones)
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+
+
+def accuracy(pred, lab):
+    return float(np.mean(pred == lab)) if len(lab) else float("nan")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("data")
+    ap.add_argument("out")
+    ap.add_argument("--hidden", type=int, default=384)
+    ap.add_argument("--minutes", type=float, default=16.0, help="training wall-time budget")
+    ap.add_argument("--max-epochs", type=int, default=40)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(2)
+    from sklearn.neural_network import MLPClassifier
+
+    t0 = time.time()
+    os.makedirs(a.out, exist_ok=True)
+    summary = json.load(open(os.path.join(a.data, "summary.json")))
+    phones = summary["phones"]
+    P = len(phones)
+    tr, va, ev = (load(os.path.join(a.data, f"{s}.npz")) for s in ("train", "val", "eval"))
+    mel_tr = tr["mel"].astype(np.float32)
+    mean = mel_tr.mean(0).astype(np.float64)
+    std = mel_tr.std(0).astype(np.float64) + 1e-3
+    n_in = N_MELS * (L_CTX + 1 + R_CTX)
+    tile_m, tile_s = np.tile(mean, L_CTX + 1 + R_CTX).astype(np.float32), np.tile(std, L_CTX + 1 + R_CTX).astype(np.float32)
+
+    def features(d):
+        x = stack(d["mel"].astype(np.float32), d["utt_start"])
+        x -= tile_m
+        x /= tile_s
+        return x
+
+    Xtr, ytr = features(tr), tr["label"].astype(np.int64)
+    Xva, yva = features(va), va["label"].astype(np.int64)
+    Xev, yev = features(ev), ev["label"].astype(np.int64)
+    print(f"train {Xtr.shape} val {Xva.shape} eval {Xev.shape}  ({time.time() - t0:.0f}s)", flush=True)
+
+    clf = MLPClassifier(hidden_layer_sizes=(a.hidden, a.hidden), activation="relu", solver="adam", alpha=1e-4,
+                        batch_size=512, learning_rate_init=1e-3, random_state=a.seed, shuffle=True)
+    classes = np.arange(P)
+    best = (-1.0, None, 0)
+    history = []
+    t_train = time.time()
+    epoch_s = 0.0
+    for epoch in range(a.max_epochs):
+        te = time.time()
+        lr = 1e-3 * (0.7 ** max(0, epoch - 2))
+        if epoch > 0:
+            clf._optimizer.learning_rate_init = lr
+        clf.partial_fit(Xtr, ytr, classes=classes)
+        acc_va = accuracy(clf.predict(Xva), yva)
+        acc_ev = accuracy(clf.predict(Xev), yev)
+        epoch_s = time.time() - te
+        history.append({"epoch": epoch + 1, "lr": lr, "loss": float(clf.loss_), "val_acc": acc_va, "eval_acc": acc_ev, "s": round(epoch_s, 1)})
+        print(history[-1], flush=True)
+        if acc_va > best[0]:
+            best = (acc_va, ([w.copy() for w in clf.coefs_], [b.copy() for b in clf.intercepts_]), epoch + 1)
+        if time.time() - t_train + epoch_s > a.minutes * 60:
+            break
+    clf.coefs_, clf.intercepts_ = best[1]
+    train_s = time.time() - t_train
+
+    # ---- report
+    def per_group(d, X, y, key):
+        pred = clf.predict(X)
+        bounds = np.append(d["utt_start"], len(y))
+        frame_group = np.repeat(d[key], np.diff(bounds))
+        return {str(g): round(accuracy(pred[frame_group == g], y[frame_group == g]), 4) for g in np.unique(frame_group)}, pred
+
+    va_eng, pva = per_group(va, Xva, yva, "utt_engine")
+    ev_voice, pev = per_group(ev, Xev, yev, "utt_voice")
+    ev_eng, _ = per_group(ev, Xev, yev, "utt_engine")
+    sub = np.random.default_rng(0).choice(len(Xtr), size=min(200_000, len(Xtr)), replace=False)
+    acc_tr = accuracy(clf.predict(Xtr[sub]), ytr[sub])
+    conf = np.zeros((P, P), dtype=np.int64)
+    np.add.at(conf, (yev, pev), 1)
+    pairs = [(int(conf[i, j]), phones[i], phones[j]) for i in range(P) for j in range(P) if i != j]
+    pairs.sort(reverse=True)
+    per_phone = {phones[i]: round(float(conf[i, i] / max(1, conf[i].sum())), 3) for i in range(P)}
+    confusions = [{"true": t, "pred": p, "frames": n, "share_of_true": round(n / max(1, conf[phones.index(t)].sum()), 3)} for n, t, p in pairs[:15]]
+
+    # ---- export + verify
+    onnx_path = os.path.join(a.out, "content_phones.onnx")
+    raw_ev = Xev * tile_s + tile_m  # un-normalised context = what the graph takes
+    export_onnx(clf, mean, std, onnx_path, n_in, phones)
+    ref = clf.predict_log_proba(Xev)
+    max_diff = None
+    try:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+        got = sess.run(["phone_logp"], {"mel_context": raw_ev.astype(np.float32)})[0]
+        fin = np.isfinite(ref)
+        max_diff = float(np.max(np.abs(got[fin] - ref[fin])))
+        argmax_agree = float(np.mean(got.argmax(1) == ref.argmax(1)))
+        print(f"onnx vs sklearn predict_log_proba: max |diff| {max_diff:.3g}, argmax agreement {argmax_agree:.5f}")
+    except ImportError:
+        print("onnxruntime not installed: ONNX not verified")
+        argmax_agree = None
+
+    info = {
+        "model": "content_phones",
+        "description": "Frame-wise phone log-posteriors (PPG) from HiFi-GAN log-mel frames; Manifold Voice content features.",
+        "phones": phones,
+        "silence": "sil",
+        "context": {"left": L_CTX, "right": R_CTX, "frames": L_CTX + 1 + R_CTX, "lookahead_hops": R_CTX,
+                    "edge_pad_value": PAD_VALUE,
+                    "edge_padding": "frames before the first / after the last are filled with ln(1e-5) in every band (digital silence)"},
+        "input": {"name": "mel_context", "shape": ["batch", n_in], "dtype": "float32",
+                  "layout": "frame-major: element [b, 80*j + m] is log-mel band m of frame t-L+j, j = 0..L+R"},
+        "output": {"name": "phone_logp", "shape": ["batch", P], "dtype": "float32", "meaning": "natural-log posteriors over phones"},
+        "normalisation": "inside the graph: (x - mean[band]) * inv_std[band], fixed global statistics of the training frames",
+        "features": {"sample_rate": 22050, "channels": 1, "n_fft": 1024, "win_length": 1024, "window": "periodic Hann",
+                     "hop": 256, "padding": "reflect, 384 samples both sides, no centering (frame t = padded samples [256t, 256t+1024))",
+                     "magnitude": "sqrt(re^2 + im^2 + 1e-9)", "n_mels": 80, "mel": "Slaney (librosa htk=False, norm='slaney')",
+                     "fmin": 0, "fmax": 8000, "log": "ln(max(x, 1e-5))",
+                     "label_alignment": "frame t labelled with the phone at original sample 256t + 128 (window centre)"},
+        "network": {"type": "MLP", "hidden": [a.hidden, a.hidden], "activation": "relu",
+                    "trainer": "scikit-learn MLPClassifier (adam, batch 512, alpha 1e-4), partial_fit epochs with lr decay 0.7/epoch after 3, best epoch on validation voices",
+                    "epochs_run": len(history), "best_epoch": best[2], "history": history},
+        "data": {k: summary[k] for k in ("train", "val", "eval", "espeak_val_voices", "eval_voices", "festival_train_voices") if k in summary}
+                | {"espeak_train_voice_count": len(summary.get("espeak_train_voices", [])),
+                   "generator": "xtask/py/make_phone_set.py", "generation_seconds": summary.get("seconds")},
+        "accuracy": {
+            "train_frames_subset": round(acc_tr, 4),
+            "validation_voices": round(accuracy(pva, yva), 4),
+            "validation_by_engine": va_eng,
+            "evaluation_voices": round(accuracy(pev, yev), 4),
+            "evaluation_by_engine": ev_eng,
+            "evaluation_by_voice": ev_voice,
+            "evaluation_per_phone": per_phone,
+            "evaluation_top_confusions": confusions,
+        },
+        "onnx_vs_sklearn_max_abs_diff": max_diff,
+        "onnx_vs_sklearn_argmax_agreement": argmax_agree,
+        "training_seconds": round(train_s, 1),
+        "total_seconds": round(time.time() - t0, 1),
+        "licence": "Manifold project's own (trained by project code on project-generated data)",
+    }
+    with open(os.path.join(a.out, "content_phones.json"), "w") as f:
+        json.dump(info, f, indent=1)
+    print(json.dumps(info["accuracy"] | {"onnx_bytes": os.path.getsize(onnx_path)}, indent=1)[:3000])
+    print(f"total {time.time() - t0:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
