@@ -14,6 +14,10 @@ const PACKAGES: &[&str] = &[
     "espeakng-loader==0.2.4",
     "pesq==0.0.4",
     "pystoi==0.4.1",
+    // Voice: the ASR half of the conversion bench, and training the
+    // content (phone posterior) model.
+    "pocketsphinx==5.1.1",
+    "scikit-learn==1.9.1",
 ];
 
 /// Creates `target/venv` with the pinned packages (idempotent) and returns
