@@ -614,3 +614,57 @@ pub fn render_isolated(input: &Path, voice: &Path, output: &Path, device: Device
     sink.finish()?;
     Ok(report)
 }
+
+/// What `manifold convert` does besides the input and output.
+#[derive(Debug, Clone)]
+pub struct ConvertSettings {
+    /// Voice model: "default" (any voice from `target`) or a user RVC model.
+    pub model: String,
+    /// Reference recording of the target voice (the default model needs it).
+    pub target: Option<std::path::PathBuf>,
+    pub controls: crate::pipelines::ConversionControls,
+    /// Dry/wet, 0..1.
+    pub wet: f32,
+    pub device: Device,
+}
+
+/// `manifold convert`: voice conversion of a whole file through Voice's
+/// bridge (offline: full-context vocoder blocks, deterministic), streamed
+/// from `input` to a WAV at `output`, aligned, same length.
+pub fn render_converted(input: &Path, output: &Path, settings: &ConvertSettings, progress: impl FnMut(u64, Option<u64>)) -> Result<RenderReport, RenderError> {
+    use crate::plugins::voice::{ConversionMode, VoiceModel, VoiceSetup};
+    let models = VoiceModel::available();
+    let chosen = models.iter().find(|m| m.cli_name() == settings.model).cloned().ok_or_else(|| {
+        let names: Vec<String> = models.iter().map(|m| m.cli_name()).collect();
+        RenderError::Setup(format!("unknown voice model '{}' (choose from: {})", settings.model, names.join(", ")))
+    })?;
+    let target = match (&settings.target, chosen.needs_target()) {
+        (Some(path), _) => {
+            let reference = read_audio(path)?;
+            let mono: Vec<f32> = (0..reference.frames())
+                .map(|i| reference.channels.iter().map(|c| c[i]).sum::<f32>() / reference.channels.len() as f32)
+                .collect();
+            Some(crate::plugins::voice::learn_target(&mono, reference.sample_rate).map_err(|e| RenderError::Model(format!("target voice {}: {e}", path.display())))?)
+        }
+        (None, true) => return Err(RenderError::Setup("the default voice model needs a target voice: --target REFERENCE.wav (10 s or more of that voice)".into())),
+        (None, false) => None,
+    };
+    let mut reader = AudioReader::open(input)?;
+    let c = reader.channels();
+    if !(1..=2).contains(&c) {
+        return Err(RenderError::Channels { channels: c });
+    }
+    let rate = reader.sample_rate();
+    let setup = VoiceSetup { sample_rate: rate as f32, channels: c, max_block: OFFLINE_BLOCK, mode: ConversionMode::Offline, models: vec![chosen], initial_model: 0, device: settings.device };
+    let telemetry = Arc::new(Telemetry::default());
+    telemetry.set_conversion(settings.controls);
+    let bridge = setup.build_bridge(telemetry).map_err(RenderError::Setup)?;
+    // Before the first block: the worker applies it before it reads any audio.
+    if target.is_some() {
+        bridge.shared().set_target_voice(target);
+    }
+    let mut sink = WavSink::create(output, c, rate)?;
+    let report = render_effect(bridge, &mut reader, settings.wet, |block, n| sink.write(block, n), progress)?;
+    sink.finish()?;
+    Ok(report)
+}

@@ -73,6 +73,40 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Convert a voice to another (Manifold Voice, offline, full context).
+    /// The default model converts to any voice given a recording of it; user
+    /// RVC models (in the user models folder) are their own target.
+    Convert {
+        /// Recording of the target voice alone (10 s to a few minutes).
+        #[arg(long)]
+        target: Option<PathBuf>,
+        /// Voice model: default, or the name of a user RVC model.
+        #[arg(long, default_value = "default")]
+        model: String,
+        /// 0 keeps every word (only the pitch range moves), 1 sounds most
+        /// like the target.
+        #[arg(long, default_value_t = manifold::pipelines::convert_voice::DEFAULT_STRENGTH)]
+        strength: f32,
+        /// Transpose, in semitones (on top of the target's pitch range).
+        #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+        transpose: f32,
+        /// Speaker id (multi-speaker RVC models).
+        #[arg(long, default_value_t = 0)]
+        speaker: i64,
+        /// Dry/wet, 0 to 1.
+        #[arg(long, default_value_t = 1.0)]
+        mix: f32,
+        /// Input audio (WAV, FLAC, MP3, OGG), mono or stereo.
+        input: PathBuf,
+        /// Output WAV (32-bit float), aligned to the input, same length.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Stay on the CPU (default: GPU when available, as for `stems`).
+        #[arg(long)]
+        cpu: bool,
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// List the models Manifold can use: installed ones with their licence,
     /// and user models (with the reason when one cannot be used).
     Models,
@@ -91,7 +125,7 @@ enum Command {
 fn print_models() {
     use manifold::runtime::store;
     println!("Installed models (data folders: {}):", store::data_dirs().iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "));
-    for id in ["deepfilternet3", "gtcrn", "nsnet2_48k", "spleeter_2stems", "voicefilter_lite"] {
+    for id in ["deepfilternet3", "gtcrn", "nsnet2_48k", "spleeter_2stems", "voicefilter_lite", "hifigan_universal", "content_phones"] {
         match store::find_model(id) {
             Ok(m) => println!("  {id:<18} {} Hz, latency {} samples, licence {}, from {}", m.manifest.sample_rate, m.manifest.latency_samples, m.manifest.license, m.manifest.source),
             Err(e) => println!("  {id:<18} not installed: {e}"),
@@ -106,6 +140,13 @@ fn print_models() {
         None => println!("User models folder: set MANIFOLD_USER_MODELS"),
     }
     for p in manifold::plugins::stems::StemsModel::user_model_problems() {
+        println!("  cannot use {p}");
+    }
+    println!("Voice models (use the name with `manifold convert --model`):");
+    for m in manifold::plugins::voice::VoiceModel::available() {
+        println!("  {:<18} {}", m.cli_name(), m.name);
+    }
+    for p in manifold::plugins::voice::VoiceModel::user_model_problems() {
         println!("  cannot use {p}");
     }
 }
@@ -213,6 +254,23 @@ fn run(cli: Cli) -> Result<(), RenderError> {
             }
             Ok(())
         }
+        Command::Convert { target, model, strength, transpose, speaker, mix, input, output, cpu, quiet } => {
+            let bar = progress_bar(quiet);
+            let settings = offline::ConvertSettings {
+                model,
+                target,
+                controls: manifold::pipelines::ConversionControls { strength: strength.clamp(0.0, 1.0), transpose_semitones: transpose, speaker_id: speaker },
+                wet: mix.clamp(0.0, 1.0),
+                device: if cpu { Device::Cpu } else { Device::Cuda },
+            };
+            let report = offline::render_converted(&input, &output, &settings, show_progress(&bar))?;
+            bar.finish_and_clear();
+            if !quiet {
+                eprintln!("{}", report.status);
+                eprintln!("{:.1} s in {:.1} s ({:.1}x real time); wrote {}", report.audio_seconds, report.wall_seconds, 1.0 / report.real_time_factor(), output.display());
+            }
+            Ok(())
+        }
         Command::Models => {
             print_models();
             Ok(())
@@ -233,6 +291,20 @@ fn run(cli: Cli) -> Result<(), RenderError> {
                 };
                 let plan = setup.latency_plan().map_err(RenderError::Setup)?;
                 println!("Manifold Stems, live {} ({:.2} s): {}", q.cli_name(), plan.total as f64 / rate as f64, plan.describe(rate as f32));
+            }
+            use manifold::plugins::voice::{ConversionMode, VoiceModel, VoiceSetup};
+            let setup = VoiceSetup {
+                sample_rate: rate as f32,
+                channels,
+                max_block: block,
+                mode: ConversionMode::Live,
+                models: VoiceModel::available(),
+                initial_model: 0,
+                device: Device::Cpu,
+            };
+            match setup.latency_plan() {
+                Ok(plan) => println!("Manifold Voice, live ({:.2} s): {}", plan.total as f64 / rate as f64, plan.describe(rate as f32)),
+                Err(e) => println!("Manifold Voice: {e}"),
             }
             Ok(())
         }

@@ -2,20 +2,20 @@
 //!
 //! The audio thread only pushes samples into a lock-free ring while the
 //! user's "capture" switch is on ([`SidechainCapture::process`]). A capture
-//! thread collects them; when the switch goes off it computes the speaker
-//! embedding and hands it to the worker (and to whoever persists it).
+//! thread collects them; when the switch goes off it hands the recording to
+//! the plugin's [`RecordingSink`] (Stems computes a speaker embedding, Voice
+//! learns a target voice), which passes the result to the worker and to
+//! whoever persists it.
 
-use super::worker::Shared;
-use crate::runtime::RuntimeError;
+use super::Telemetry;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Computes an embedding from mono audio at a rate (capture thread).
-pub type Embedder = Arc<dyn Fn(&[f32], u32) -> Result<Vec<f32>, RuntimeError> + Send + Sync>;
-/// Called with each new embedding (capture thread), e.g. to save it.
-pub type EmbeddingSink = Arc<dyn Fn(&[f32]) + Send + Sync>;
+/// Uses a finished recording: mono audio at a rate (capture thread).
+/// Returns a short description for the status line, or why it was refused.
+pub type RecordingSink = Arc<dyn Fn(&[f32], u32) -> Result<String, String> + Send + Sync>;
 
 /// The longest recording kept; later audio is ignored.
 pub const MAX_CAPTURE_SECONDS: f64 = 60.0;
@@ -32,7 +32,7 @@ pub struct SidechainCapture {
 
 impl SidechainCapture {
     /// Main thread (activate): starts the capture thread.
-    pub fn start(sample_rate: u32, shared: Arc<Shared>, embed: Embedder, sink: EmbeddingSink) -> Self {
+    pub fn start(sample_rate: u32, telemetry: Arc<Telemetry>, sink: RecordingSink) -> Self {
         // Two seconds of slack between the audio thread and the collector.
         let (mut to_capture, mut from_audio) = rtrb::RingBuffer::<f32>::new(2 * sample_rate as usize);
         if let Ok(w) = to_capture.write_chunk_uninit(to_capture.slots()) {
@@ -46,7 +46,7 @@ impl SidechainCapture {
         let (rec, stp) = (recording.clone(), stop.clone());
         let thread = std::thread::Builder::new()
             .name("manifold-capture".into())
-            .spawn(move || collect(sample_rate, shared, embed, sink, from_audio, rec, stp))
+            .spawn(move || collect(sample_rate, telemetry, sink, from_audio, rec, stp))
             .ok();
         Self { to_capture, recording, stop, was_on: false, thread }
     }
@@ -81,12 +81,11 @@ impl Drop for SidechainCapture {
 }
 
 /// The capture thread.
-fn collect(sample_rate: u32, shared: Arc<Shared>, embed: Embedder, sink: EmbeddingSink, mut from_audio: rtrb::Consumer<f32>, recording: Arc<AtomicBool>, stop: Arc<AtomicBool>) {
+fn collect(sample_rate: u32, tele: Arc<Telemetry>, sink: RecordingSink, mut from_audio: rtrb::Consumer<f32>, recording: Arc<AtomicBool>, stop: Arc<AtomicBool>) {
     let max = (MAX_CAPTURE_SECONDS * sample_rate as f64) as usize;
     let mut audio: Vec<f32> = Vec::new();
     let mut was_recording = false;
     let mut last_report = 0usize;
-    let tele = shared.telemetry.clone();
     while !stop.load(Ordering::Acquire) {
         std::thread::sleep(Duration::from_millis(20));
         let now_recording = recording.load(Ordering::Acquire);
@@ -116,12 +115,8 @@ fn collect(sample_rate: u32, shared: Arc<Shared>, embed: Embedder, sink: Embeddi
             if seconds < MIN_CAPTURE_SECONDS || peak < 1e-4 {
                 tele.set_status(format!("Target voice not set: {seconds:.1} s recorded (peak {peak:.4}); record at least {MIN_CAPTURE_SECONDS} s of the voice alone on the sidechain"));
             } else {
-                match embed(&audio, sample_rate) {
-                    Ok(e) => {
-                        sink(&e);
-                        shared.set_target_embedding(e);
-                        tele.set_status(format!("Target voice captured from the sidechain ({seconds:.1} s)"));
-                    }
+                match sink(&audio, sample_rate) {
+                    Ok(what) => tele.set_status(format!("Target voice captured from the sidechain ({seconds:.1} s){what}")),
                     Err(e) => tele.set_status(format!("Target voice not set: {e}")),
                 }
             }
@@ -139,18 +134,20 @@ mod tests {
 
     #[test]
     fn switching_capture_off_enrols_what_was_recorded() {
-        let shared = Arc::new(Shared::new(Arc::new(Telemetry::default()), 0));
+        let telemetry = Arc::new(Telemetry::default());
         let seen_len = Arc::new(AtomicUsize::new(0));
-        let seen = seen_len.clone();
-        let embed: Embedder = Arc::new(move |audio, rate| {
-            seen.store(audio.len(), Ordering::SeqCst);
-            assert_eq!(rate, 8000);
-            Ok(vec![audio.iter().sum::<f32>() / audio.len() as f32; 4])
-        });
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (seen, n) = (seen_len.clone(), calls.clone());
         let saved = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let s2 = saved.clone();
-        let sink: EmbeddingSink = Arc::new(move |e| *s2.lock() = e.to_vec());
-        let mut capture = SidechainCapture::start(8000, shared.clone(), embed, sink);
+        let sink: RecordingSink = Arc::new(move |audio, rate| {
+            seen.store(audio.len(), Ordering::SeqCst);
+            assert_eq!(rate, 8000);
+            *s2.lock() = vec![audio.iter().sum::<f32>() / audio.len() as f32; 4];
+            n.fetch_add(1, Ordering::SeqCst);
+            Ok(String::new())
+        });
+        let mut capture = SidechainCapture::start(8000, telemetry.clone(), sink);
         let left = vec![0.5f32; 100];
         let right = vec![0.1f32; 100];
         // Too short first: refused, nothing enrolled.
@@ -158,8 +155,8 @@ mod tests {
         std::thread::sleep(Duration::from_millis(60));
         capture.process(false, &[&left, &right]);
         std::thread::sleep(Duration::from_millis(100));
-        assert_eq!(shared.target_version.load(Ordering::SeqCst), 0);
-        assert!(shared.telemetry.status_line().contains("not set"), "{}", shared.telemetry.status_line());
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        assert!(telemetry.status_line().contains("not set"), "{}", telemetry.status_line());
         // 3 s at 8 kHz, fed in blocks the collector keeps up with.
         for _ in 0..240 {
             capture.process(true, &[&left, &right]);
@@ -168,14 +165,14 @@ mod tests {
         std::thread::sleep(Duration::from_millis(60));
         capture.process(false, &[]);
         for _ in 0..100 {
-            if shared.target_version.load(Ordering::SeqCst) > 0 {
+            if calls.load(Ordering::SeqCst) > 0 {
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        assert_eq!(shared.target_version.load(Ordering::SeqCst), 1);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert_eq!(seen_len.load(Ordering::SeqCst), 24000);
         assert!(saved.lock().iter().all(|v| (v - 0.3).abs() < 1e-3), "{:?}", saved.lock());
-        assert!(shared.telemetry.status_line().contains("captured"));
+        assert!(telemetry.status_line().contains("captured"));
     }
 }

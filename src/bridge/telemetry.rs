@@ -37,6 +37,10 @@ pub struct Telemetry {
     speech_to_noise: AtomicU32,
     /// Post-filter strength asked for by the user (f32 bits), read by the worker.
     post_filter: AtomicU32,
+    /// Voice-conversion controls (f32 bits of strength and transpose, the
+    /// speaker id), read by the worker; unset until the first write.
+    conversion: [AtomicU32; 3],
+    conversion_set: AtomicBool,
     status: Mutex<String>,
     /// Offline renders wait for the worker, so a slow one is never "late".
     offline: AtomicBool,
@@ -102,6 +106,23 @@ impl Telemetry {
     }
     pub fn post_filter(&self) -> f32 {
         f32::from_bits(self.post_filter.load(Ordering::Relaxed))
+    }
+    /// Audio thread (from the parameters) or main thread.
+    pub fn set_conversion(&self, c: crate::pipelines::ConversionControls) {
+        self.conversion[0].store(c.strength.to_bits(), Ordering::Relaxed);
+        self.conversion[1].store(c.transpose_semitones.to_bits(), Ordering::Relaxed);
+        self.conversion[2].store(c.speaker_id.clamp(0, u32::MAX as i64) as u32, Ordering::Relaxed);
+        self.conversion_set.store(true, Ordering::Release);
+    }
+    pub fn conversion(&self) -> crate::pipelines::ConversionControls {
+        if !self.conversion_set.load(Ordering::Acquire) {
+            return Default::default();
+        }
+        crate::pipelines::ConversionControls {
+            strength: f32::from_bits(self.conversion[0].load(Ordering::Relaxed)),
+            transpose_semitones: f32::from_bits(self.conversion[1].load(Ordering::Relaxed)),
+            speaker_id: self.conversion[2].load(Ordering::Relaxed) as i64,
+        }
     }
     pub fn set_latency(&self, samples: u32) {
         self.latency_samples.store(samples, Ordering::Relaxed);

@@ -6,6 +6,7 @@
 use super::telemetry::{Telemetry, WorkerState};
 use crate::dsp::sanitize::flush_denormals_on_this_thread;
 use crate::pipelines::stream::{HostRateStream, StreamLatency, MAX_FRAMES_PER_CALL};
+use crate::pipelines::convert_voice::TargetVoice;
 use crate::pipelines::HopModel;
 use crate::runtime::RuntimeError;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -45,6 +46,8 @@ pub struct Shared {
     /// main or a capture thread, never from the audio thread. The worker
     /// picks it up when `target_version` changes.
     pub target_embedding: parking_lot::Mutex<Option<Arc<Vec<f32>>>>,
+    /// The target voice for voice conversion (same rules, same version).
+    pub target_voice: parking_lot::Mutex<Option<Arc<TargetVoice>>>,
     pub target_version: AtomicU64,
 }
 
@@ -60,6 +63,7 @@ impl Shared {
             ready_model: AtomicUsize::new(usize::MAX),
             failed_model: AtomicUsize::new(usize::MAX),
             target_embedding: parking_lot::Mutex::new(None),
+            target_voice: parking_lot::Mutex::new(None),
             target_version: AtomicU64::new(0),
         }
     }
@@ -70,8 +74,22 @@ impl Shared {
         self.target_version.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Main/loader thread: convert to this voice from now on.
+    pub fn set_target_voice(&self, voice: Option<Arc<TargetVoice>>) {
+        *self.target_voice.lock() = voice;
+        self.target_version.fetch_add(1, Ordering::AcqRel);
+    }
+
     fn current_target(&self) -> Option<Arc<Vec<f32>>> {
         self.target_embedding.lock().clone()
+    }
+
+    /// Worker thread: hands the current targets to a model.
+    fn apply_targets(&self, model: &mut dyn HopModel) {
+        if let Some(e) = self.current_target() {
+            model.set_target_embedding(&e);
+        }
+        model.set_target_voice(self.target_voice.lock().clone());
     }
 }
 
@@ -158,9 +176,7 @@ fn run(setup: WorkerSetup) {
     tele.set_status(format!("{label}: {note}"));
     log::info!("{label}: {note}");
     let mut target_seen = shared.target_version.load(Ordering::Acquire);
-    if let Some(e) = shared.current_target() {
-        stream.model_mut().set_target_embedding(&e);
-    }
+    shared.apply_targets(stream.model_mut());
     shared.ready_model.store(current_index, Ordering::Release);
     tele.set_state(WorkerState::Running);
 
@@ -221,9 +237,7 @@ fn run(setup: WorkerSetup) {
             let (index, start_at) = (*index, *start_at);
             match result.try_recv() {
                 Ok(Ok((mut s, note))) => {
-                    if let Some(e) = shared.current_target() {
-                        s.model_mut().set_target_embedding(&e);
-                    }
+                    shared.apply_targets(s.model_mut());
                     shared.ready_model.store(index, Ordering::Release);
                     let warm_left = s.latency().total + (SWITCH_WARMUP_SECONDS * host_rate as f64) as usize;
                     switch = Some(Switch::Warming { index, start_at, stream: s, note, warm_left, faded: 0 });
@@ -243,11 +257,9 @@ fn run(setup: WorkerSetup) {
         let target_now = shared.target_version.load(Ordering::Acquire);
         if target_now != target_seen {
             target_seen = target_now;
-            if let Some(e) = shared.current_target() {
-                stream.model_mut().set_target_embedding(&e);
-                if let Some(Switch::Warming { stream: s, .. }) = switch.as_mut() {
-                    s.model_mut().set_target_embedding(&e);
-                }
+            shared.apply_targets(stream.model_mut());
+            if let Some(Switch::Warming { stream: s, .. }) = switch.as_mut() {
+                shared.apply_targets(s.model_mut());
             }
         }
 
@@ -263,9 +275,12 @@ fn run(setup: WorkerSetup) {
         }
         let n = frames * channels;
         let post_filter = tele.post_filter();
+        let conversion = tele.conversion();
         stream.model_mut().set_post_filter(post_filter);
+        stream.model_mut().set_conversion(&conversion);
         if let Some(Switch::Warming { stream: s, .. }) = switch.as_mut() {
             s.model_mut().set_post_filter(post_filter);
+            s.model_mut().set_conversion(&conversion);
         }
         stream.process(&planar_in[..n], &mut planar_out[..frames * out_channels], frames);
         let mut finished_switch = false;

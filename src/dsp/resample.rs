@@ -73,6 +73,33 @@ impl ChunkResampler {
     }
 }
 
+/// A whole mono signal resampled from `from` to `to` Hz, aligned (the
+/// resampler's delay removed) and of the same duration. Main/background
+/// thread (allocates).
+pub fn resample_whole(audio: &[f32], from: u32, to: u32) -> Result<Vec<f32>, ResampleError> {
+    let clean: Vec<f32> = audio.iter().map(|x| crate::dsp::sanitize::sanitize_sample(*x)).collect();
+    if from == to {
+        return Ok(clean);
+    }
+    let mut r = ChunkResampler::new(from, to, 4096, 1)?;
+    let (ci, co) = (r.chunk_in(), r.chunk_out());
+    let want = (clean.len() as u64 * to as u64 / from as u64) as usize;
+    let delay = r.delay();
+    let chunks = (want + delay).div_ceil(co);
+    let mut out = vec![0.0f32; chunks * co];
+    let mut chunk = vec![0.0f32; ci];
+    for (k, o) in out.chunks_exact_mut(co).enumerate() {
+        chunk.fill(0.0);
+        let start = (k * ci).min(clean.len());
+        let end = ((k + 1) * ci).min(clean.len());
+        chunk[..end - start].copy_from_slice(&clean[start..end]);
+        r.process(&chunk, o);
+    }
+    out.truncate(delay + want);
+    out.drain(..delay);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

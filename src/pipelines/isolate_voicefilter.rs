@@ -57,7 +57,6 @@
 //! separate voices (cosine ~0.94 same voice vs ~0.58 different eSpeak voices).
 
 use super::HopModel;
-use crate::dsp::resample::ChunkResampler;
 use crate::dsp::sanitize::{all_finite, sanitize_sample};
 use crate::runtime::onnx::{open_session, Device};
 use crate::runtime::RuntimeError;
@@ -824,25 +823,7 @@ impl SpeakerEmbedder {
 
 /// Mono `audio` at `rate` resampled to [`SAMPLE_RATE`] (aligned, same duration).
 fn resample_to_model_rate(audio: &[f32], rate: u32) -> Result<Vec<f32>, RuntimeError> {
-    let clean: Vec<f32> = audio.iter().map(|x| sanitize_sample(*x)).collect();
-    if rate == SAMPLE_RATE {
-        return Ok(clean);
-    }
-    let mut r = ChunkResampler::new(rate, SAMPLE_RATE, 4096, 1).map_err(|e| RuntimeError::Inference(e.to_string()))?;
-    let (ci, co) = (r.chunk_in(), r.chunk_out());
-    let want = (clean.len() as u64 * SAMPLE_RATE as u64 / rate as u64) as usize;
-    let delay = r.delay();
-    let chunks = (want + delay).div_ceil(co);
-    let mut out = vec![0.0f32; chunks * co];
-    let mut chunk = vec![0.0f32; ci];
-    for (k, o) in out.chunks_exact_mut(co).enumerate() {
-        chunk.fill(0.0);
-        let start = (k * ci).min(clean.len());
-        let end = ((k + 1) * ci).min(clean.len());
-        chunk[..end - start].copy_from_slice(&clean[start..end]);
-        r.process(&chunk, o);
-    }
-    Ok(out[delay..delay + want].to_vec())
+    crate::dsp::resample::resample_whole(audio, rate, SAMPLE_RATE).map_err(|e| RuntimeError::Inference(e.to_string()))
 }
 
 /// The target speaker's d-vector, as the wheel's `set_enrollment` computes

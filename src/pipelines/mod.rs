@@ -5,6 +5,8 @@
 //! [`stream::HostRateStream`] wraps it for any host rate and any block size,
 //! with an exact, fixed delay.
 
+pub mod convert_rvc;
+pub mod convert_voice;
 pub mod enhance_dfn3;
 pub mod enhance_gtcrn;
 pub mod enhance_nsnet2;
@@ -15,6 +17,7 @@ pub mod separate_mdx;
 pub mod separate_spleeter;
 pub mod separate_window;
 pub mod stream;
+pub mod vocoder_hifigan;
 
 use crate::runtime::RuntimeError;
 
@@ -60,9 +63,33 @@ pub trait HopModel: Send {
     /// A target speaker's embedding (d-vector) for models that follow one
     /// voice; others ignore it. Worker thread.
     fn set_target_embedding(&mut self, _embedding: &[f32]) {}
+    /// A target voice learnt from a reference recording, for the default
+    /// voice converter; others ignore it. Worker thread.
+    fn set_target_voice(&mut self, _target: Option<std::sync::Arc<convert_voice::TargetVoice>>) {}
+    /// Voice-conversion controls (strength, transpose, speaker); models that
+    /// do not convert voices ignore them. Worker thread.
+    fn set_conversion(&mut self, _controls: &ConversionControls) {}
     /// Where inference runs, in plain words ("CPU", "GPU (CUDA)", ...).
     fn device_note(&self) -> &str {
         "CPU"
+    }
+}
+
+/// Voice-conversion controls, as the plugin's parameters or the CLI's
+/// options set them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConversionControls {
+    /// 0 keeps the source's envelope (every word), 1 the target's.
+    pub strength: f32,
+    /// Pitch shift on top of the target's pitch range, semitones.
+    pub transpose_semitones: f32,
+    /// Speaker index for multi-speaker models (RVC `sid`).
+    pub speaker_id: i64,
+}
+
+impl Default for ConversionControls {
+    fn default() -> Self {
+        Self { strength: convert_voice::DEFAULT_STRENGTH, transpose_semitones: 0.0, speaker_id: 0 }
     }
 }
 

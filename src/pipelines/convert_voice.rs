@@ -1,0 +1,1062 @@
+//! Manifold Voice's default conversion: any source voice to a target voice
+//! given a short reference recording, with no per-target training.
+//!
+//! Per 256-sample hop at 22050 Hz (one HiFi-GAN mel frame):
+//! 1. **Content.** The project's phone-posterior model (`models/content`, an
+//!    MLP over a few frames of HiFi-GAN log-mel, trained on synthetic
+//!    phone-aligned speech by `cargo xtask train-content`) gives each source
+//!    frame a speaker-independent description: which phone is being said.
+//! 2. **Matching.** The `k` target-reference frames whose phone posteriors
+//!    are nearest (Hellinger distance) supply the spectral envelope: the
+//!    target's vocal tract saying the source's phone.
+//! 3. **Excitation and prosody.** The source's own fine structure (log-mel
+//!    minus its cepstrally smoothed envelope) keeps timing, voicing and
+//!    intonation; its harmonics move to the target's pitch range (log-F0
+//!    mean and spread mapped from source to target; the project's streaming
+//!    pitch tracker).
+//! 4. **Strength.** The envelope is `(1 − s)·source + s·matched target`, the
+//!    loudness contour stays the source's: `s = 0` keeps every word (only the
+//!    pitch range moves), `s = 1` sounds most like the target.
+//! 5. HiFi-GAN universal vocodes the converted mel, streaming with a fixed
+//!    context ([`StreamingVocoder`]).
+//!
+//! Everything here runs on the worker thread (live) or the render thread
+//! (offline), through the same [`HopModel`] code; offline is deterministic.
+//! [`TargetVoice::analyse`] runs wherever the reference is loaded (a
+//! background thread in the plugin, the main thread in the CLI).
+
+use super::vocoder_hifigan::{StreamingConfig, StreamingVocoder, HifiGan};
+use super::HopModel;
+use crate::dsp::mel::{self, HifiGanMel, MelFrame, StreamingMel, N_MELS};
+use crate::dsp::pitch::{self, PitchTracker};
+use crate::runtime::onnx::{open_session_with_threads, Device};
+use crate::runtime::RuntimeError;
+use ort::session::Session;
+use ort::value::TensorRef;
+use std::path::Path;
+use std::sync::Arc;
+
+pub const SAMPLE_RATE: u32 = mel::SAMPLE_RATE;
+pub const HOP: usize = mel::HOP;
+/// Model id of the content model in the model store.
+pub const CONTENT_MODEL_ID: &str = "content_phones";
+pub const CONTENT_MODEL_FILE: &str = "content_phones.onnx";
+/// Cepstral coefficients kept in the envelope (of 80).
+pub const ENVELOPE_COEFFS: usize = 14;
+/// Target frames averaged per source frame.
+pub const NEIGHBOURS: usize = 8;
+/// The strength curve. Up to [`BALANCED_STRENGTH`] every part of the
+/// conversion grows together (vocal-tract warp and long-term equalisation to
+/// full, phone offsets to [`PHONE_GAIN`], matched target frames to
+/// [`BALANCED_MATCH_SHARE`] of the envelope); above it, the matched target
+/// frames take over the envelope completely at strength 1 (most like the
+/// target, fewest words kept).
+pub const BALANCED_STRENGTH: f32 = 0.75;
+/// Gain on the phone-dependent envelope offsets from the balanced point up.
+pub const PHONE_GAIN: f32 = 1.5;
+/// Share of the envelope taken from matched target frames at the balanced
+/// point.
+pub const BALANCED_MATCH_SHARE: f32 = 0.5;
+
+/// `(warp and equalisation amount, phone-offset gain, matched share)` for a
+/// strength.
+pub fn strength_curve(strength: f32) -> (f32, f32, f32) {
+    let s = strength.clamp(0.0, 1.0);
+    if s <= BALANCED_STRENGTH {
+        let t = s / BALANCED_STRENGTH;
+        (t, PHONE_GAIN * t, BALANCED_MATCH_SHARE * t)
+    } else {
+        let t = (s - BALANCED_STRENGTH) / (1.0 - BALANCED_STRENGTH);
+        (1.0, PHONE_GAIN, BALANCED_MATCH_SHARE + (1.0 - BALANCED_MATCH_SHARE) * t)
+    }
+}
+/// Frames either side over which the phone offsets are averaged.
+const OFFSET_SMOOTHING: usize = 3;
+/// Frames either side over which phone posteriors are averaged for matching.
+const KEY_SMOOTHING: usize = 2;
+/// Pseudo-frames of the overall mean in each phone's mean (shrinkage for
+/// phones seldom heard).
+const PHONE_PRIOR_FRAMES: f32 = 3.0;
+/// A frame within this many nats of the loudest so far is speech (for the
+/// long-term spectra).
+const ACTIVE_NATS: f32 = 5.0;
+/// Source statistics forget over about this many frames (30 s).
+const SOURCE_MEMORY_FRAMES: f32 = 2600.0;
+/// Vocal-tract warp factors searched.
+const WARP_MIN: f32 = 0.8;
+const WARP_MAX: f32 = 1.25;
+const WARP_STEPS: usize = 46;
+/// Default strength.
+pub const DEFAULT_STRENGTH: f32 = BALANCED_STRENGTH;
+/// HiFi-GAN context live: a block of 16 frames (186 ms) per call.
+pub const LIVE_VOCODER: StreamingConfig = StreamingConfig { left: 12, new: 16, right: 12 };
+/// Offline: longer blocks, same context (the output matches full-signal
+/// vocoding as closely as live does).
+pub const OFFLINE_VOCODER: StreamingConfig = StreamingConfig { left: 12, new: 64, right: 12 };
+/// Shortest usable reference, seconds.
+pub const MIN_REFERENCE_S: f32 = 3.0;
+
+/// The phone-posterior content model. Worker/render thread.
+pub struct ContentModel {
+    session: Session,
+    left: usize,
+    right: usize,
+    phones: usize,
+    input: Vec<f32>,
+}
+
+impl ContentModel {
+    /// Opens `dir/content_phones.onnx` and its `content_phones.json`.
+    pub fn load(dir: &Path, device: Device, threads: usize) -> Result<Self, RuntimeError> {
+        let (left, right, phones) = Self::read_description(dir)?;
+        let loaded = open_session_with_threads(&dir.join(CONTENT_MODEL_FILE), device, threads)?;
+        Ok(Self { session: loaded.session, left, right, phones, input: vec![0.0; (left + 1 + right) * N_MELS] })
+    }
+
+    /// `(left, right)` context frames from `dir/content_phones.json`.
+    pub fn read_context(dir: &Path) -> Result<(usize, usize), RuntimeError> {
+        Self::read_description(dir).map(|(l, r, _)| (l, r))
+    }
+
+    fn read_description(dir: &Path) -> Result<(usize, usize, usize), RuntimeError> {
+        let json_path = dir.join("content_phones.json");
+        let corrupt = |reason: String| RuntimeError::ModelCorrupt { path: json_path.clone(), reason };
+        let text = std::fs::read_to_string(&json_path).map_err(|e| corrupt(e.to_string()))?;
+        let info: serde_json::Value = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
+        let get = |k: &str| info["context"][k].as_u64().map(|v| v as usize).ok_or_else(|| corrupt(format!("missing context.{k}")));
+        let (left, right) = (get("left")?, get("right")?);
+        let phones = info["phones"].as_array().map(|a| a.len()).ok_or_else(|| corrupt("missing phones".into()))?;
+        Ok((left, right, phones))
+    }
+
+    /// Frames of context before / after the frame being described.
+    pub fn context(&self) -> (usize, usize) {
+        (self.left, self.right)
+    }
+
+    pub fn phones(&self) -> usize {
+        self.phones
+    }
+
+    /// Posteriors of the centre frame of `frames` (`left + 1 + right`
+    /// frames), written as square roots (ready for Hellinger distance).
+    pub fn describe(&mut self, frames: &[&MelFrame], out: &mut [f32]) -> Result<(), RuntimeError> {
+        debug_assert_eq!(frames.len(), self.left + 1 + self.right);
+        for (i, f) in frames.iter().enumerate() {
+            self.input[i * N_MELS..(i + 1) * N_MELS].copy_from_slice(&f[..]);
+        }
+        let shape = [1usize, self.input.len()];
+        let t = TensorRef::from_array_view((shape, &self.input[..])).map_err(|e| RuntimeError::Inference(e.to_string()))?;
+        let outputs = self.session.run(ort::inputs!["mel_context" => t]).map_err(|e| RuntimeError::Inference(e.to_string()))?;
+        let (_, logp) = outputs["phone_logp"].try_extract_tensor::<f32>().map_err(|e| RuntimeError::Inference(e.to_string()))?;
+        for (o, l) in out.iter_mut().zip(logp.iter()) {
+            *o = (0.5 * l).exp();
+        }
+        Ok(())
+    }
+
+    /// Square-root posteriors for every frame of a whole signal's mel (edges
+    /// repeat the first/last frame).
+    pub fn describe_all(&mut self, mel: &[MelFrame]) -> Result<Vec<f32>, RuntimeError> {
+        let mut out = vec![0.0; mel.len() * self.phones];
+        let n = mel.len() as isize;
+        let mut ctx: Vec<&MelFrame> = Vec::with_capacity(self.left + 1 + self.right);
+        for t in 0..mel.len() {
+            ctx.clear();
+            for d in -(self.left as isize)..=(self.right as isize) {
+                ctx.push(&mel[(t as isize + d).clamp(0, n - 1) as usize]);
+            }
+            let p = self.phones;
+            let mut row = vec![0.0; p];
+            self.describe(&ctx, &mut row)?;
+            out[t * p..(t + 1) * p].copy_from_slice(&row);
+        }
+        Ok(out)
+    }
+}
+
+/// Splits a log-mel frame into a smooth envelope and fine structure (low
+/// cepstral coefficients). Any thread.
+pub struct EnvelopeSplitter {
+    /// Projection onto the first `ENVELOPE_COEFFS` orthonormal DCT-II basis
+    /// vectors, `[N_MELS][N_MELS]`.
+    projection: Vec<f32>,
+}
+
+impl Default for EnvelopeSplitter {
+    fn default() -> Self {
+        Self::new(ENVELOPE_COEFFS)
+    }
+}
+
+impl EnvelopeSplitter {
+    pub fn new(coeffs: usize) -> Self {
+        let n = N_MELS;
+        let basis = |k: usize, i: usize| {
+            let scale = if k == 0 { (1.0 / n as f64).sqrt() } else { (2.0 / n as f64).sqrt() };
+            scale * (std::f64::consts::PI * k as f64 * (i as f64 + 0.5) / n as f64).cos()
+        };
+        let mut projection = vec![0.0f32; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                projection[i * n + j] = (0..coeffs).map(|k| basis(k, i) * basis(k, j)).sum::<f64>() as f32;
+            }
+        }
+        Self { projection }
+    }
+
+    pub fn envelope(&self, frame: &MelFrame, env: &mut MelFrame) {
+        for (i, e) in env.iter_mut().enumerate() {
+            let row = &self.projection[i * N_MELS..(i + 1) * N_MELS];
+            *e = row.iter().zip(frame.iter()).map(|(a, b)| a * b).sum();
+        }
+    }
+}
+
+/// Log-mel fine structure of an ideal harmonic sound (flat envelope) for
+/// F0 from [`pitch::F0_MIN_HZ`] to [`pitch::F0_MAX_HZ`] in eighth-semitone
+/// steps: what the voice's harmonics look like in HiFi-GAN's mel at each
+/// pitch. Re-pitching a frame swaps the source's pattern for the target
+/// pitch's, at the strength the source frame shows it (its voicing), so the
+/// vocoder hears exactly the wanted F0. Built once (any thread).
+pub struct HarmonicPatterns {
+    /// `[step][N_MELS]`.
+    table: Vec<MelFrame>,
+}
+
+/// Steps per octave of the pattern table.
+const PATTERN_STEPS_PER_OCTAVE: f32 = 96.0;
+/// Bands whose centre is below this carry resolved harmonics: the voicing
+/// strength is measured there.
+const RESOLVED_HZ: f32 = 3000.0;
+
+impl HarmonicPatterns {
+    pub fn new(splitter: &EnvelopeSplitter) -> Self {
+        let basis = mel::mel_basis();
+        let steps = (PATTERN_STEPS_PER_OCTAVE * (pitch::F0_MAX_HZ / pitch::F0_MIN_HZ).log2()).ceil() as usize + 1;
+        let n = mel::N_FFT;
+        let mut planner = realfft::RealFftPlanner::<f32>::new();
+        let fft = planner.plan_fft_forward(n);
+        let mut frame = vec![0.0f32; n];
+        let mut spectrum = fft.make_output_vec();
+        let window: Vec<f32> = (0..n).map(|i| 0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / n as f32).cos()).collect();
+        let mut table = Vec::with_capacity(steps);
+        for step in 0..steps {
+            let f0 = pitch::F0_MIN_HZ * (step as f32 / PATTERN_STEPS_PER_OCTAVE).exp2();
+            let harmonics = (mel::FMAX_HZ as f32 / f0).floor().max(1.0) as usize;
+            for (i, x) in frame.iter_mut().enumerate() {
+                let t = i as f32 / SAMPLE_RATE as f32;
+                let mut v = 0.0;
+                for k in 1..=harmonics {
+                    v += (2.0 * std::f32::consts::PI * k as f32 * f0 * t).cos();
+                }
+                *x = v * window[i];
+            }
+            let _ = fft.process(&mut frame, &mut spectrum);
+            let mut logmel = [0.0f32; N_MELS];
+            for (b, row) in basis.iter().enumerate() {
+                let e: f32 = row.iter().zip(&spectrum).map(|(w, c)| w * (c.norm_sqr() + mel::MAG_EPS).sqrt()).sum();
+                logmel[b] = e.max(mel::LOG_FLOOR).ln();
+            }
+            let mut env = [0.0f32; N_MELS];
+            splitter.envelope(&logmel, &mut env);
+            let mut pattern = [0.0f32; N_MELS];
+            for b in 0..N_MELS {
+                pattern[b] = logmel[b] - env[b];
+            }
+            table.push(pattern);
+        }
+        Self { table }
+    }
+
+    /// The pattern for `f0` (linear between table steps).
+    pub fn pattern(&self, f0: f32, out: &mut MelFrame) {
+        let pos = (PATTERN_STEPS_PER_OCTAVE * (f0.clamp(pitch::F0_MIN_HZ, pitch::F0_MAX_HZ) / pitch::F0_MIN_HZ).log2()).max(0.0);
+        let i = (pos as usize).min(self.table.len() - 2);
+        let t = (pos - i as f32).min(1.0);
+        for b in 0..N_MELS {
+            out[b] = self.table[i][b] + t * (self.table[i + 1][b] - self.table[i][b]);
+        }
+    }
+
+    /// Moves a voiced frame's harmonics from `from_hz` to `to_hz`: the
+    /// source's pattern, scaled by how strongly the frame shows it, is
+    /// replaced by the target pitch's; everything else in `fine` (noise,
+    /// unresolved detail) stays.
+    pub fn repitch(&self, fine: &mut MelFrame, from_hz: f32, to_hz: f32, resolved_bands: usize) {
+        let (mut a, mut b) = ([0.0f32; N_MELS], [0.0f32; N_MELS]);
+        self.pattern(from_hz, &mut a);
+        self.pattern(to_hz, &mut b);
+        let (mut num, mut den) = (0.0f32, 0.0f32);
+        for k in 0..resolved_bands {
+            num += fine[k] * a[k];
+            den += a[k] * a[k];
+        }
+        let g = if den > 1e-6 { (num / den).clamp(0.0, 1.5) } else { 0.0 };
+        for k in 0..N_MELS {
+            fine[k] += g * (b[k] - a[k]);
+        }
+    }
+}
+
+/// Bands whose centre lies below [`RESOLVED_HZ`].
+fn resolved_bands() -> usize {
+    let basis = mel::mel_basis();
+    basis
+        .iter()
+        .take_while(|row| {
+            let (mut num, mut den) = (0f64, 0f64);
+            for (k, w) in row.iter().enumerate() {
+                num += *w as f64 * k as f64 * SAMPLE_RATE as f64 / mel::N_FFT as f64;
+                den += *w as f64;
+            }
+            (num / den.max(1e-12)) < RESOLVED_HZ as f64
+        })
+        .count()
+}
+
+/// Log-F0 mean and spread of a voice.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PitchStats {
+    pub mean_log_hz: f32,
+    pub std_log: f32,
+}
+
+impl PitchStats {
+    pub const NEUTRAL: Self = Self { mean_log_hz: 5.0106, std_log: 0.15 }; // 150 Hz
+
+    fn from_f0(f0: impl Iterator<Item = f32>) -> Option<Self> {
+        let logs: Vec<f64> = f0.filter(|f| *f > 0.0).map(|f| (f as f64).ln()).collect();
+        if logs.len() < 20 {
+            return None;
+        }
+        let mean = logs.iter().sum::<f64>() / logs.len() as f64;
+        let var = logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / logs.len() as f64;
+        Some(Self { mean_log_hz: mean as f32, std_log: (var.sqrt() as f32).max(0.02) })
+    }
+
+    pub fn mean_hz(&self) -> f32 {
+        self.mean_log_hz.exp()
+    }
+}
+
+/// Why a reference cannot be used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TargetError {
+    #[error("the target recording is {0:.1} s long; at least {MIN_REFERENCE_S} s of speech is needed")]
+    TooShort(f32),
+    #[error("the target recording has too little voiced speech to learn its pitch range")]
+    NoVoice,
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+/// A target voice learnt from a reference recording. Immutable; shared
+/// with the worker through an `Arc`.
+///
+/// - `phone_means`: the target's mean spectral envelope for each phone
+///   (posterior-weighted, shrunk towards its overall mean);
+/// - `ltas`: its long-term envelope over speech frames;
+/// - `envelopes`/`keys`: its speech frames, indexed by phone posteriors, for
+///   matching.
+pub struct TargetVoice {
+    envelopes: Vec<MelFrame>,
+    /// Square-root phone posteriors per speech frame, `[frame][phones]`.
+    keys: Vec<f32>,
+    phones: usize,
+    phone_means: Vec<MelFrame>,
+    ltas: MelFrame,
+    pub pitch: PitchStats,
+    /// Reference length, seconds.
+    pub seconds: f32,
+}
+
+impl TargetVoice {
+    /// Analyses `audio` (mono, any rate). Main or background thread.
+    pub fn analyse(audio: &[f32], rate: u32, content: &mut ContentModel) -> Result<Self, TargetError> {
+        let seconds = audio.len() as f32 / rate as f32;
+        if seconds < MIN_REFERENCE_S {
+            return Err(TargetError::TooShort(seconds));
+        }
+        let x = crate::dsp::resample::resample_whole(audio, rate, SAMPLE_RATE).map_err(|e| RuntimeError::Inference(e.to_string()))?;
+        let mels = HifiGanMel::new().batch(&x);
+        let f0 = frame_pitch(&x, mels.len());
+        let pitch = PitchStats::from_f0(f0.iter().copied()).ok_or(TargetError::NoVoice)?;
+        let all_keys = content.describe_all(&mels)?;
+        let phones = content.phones();
+        let splitter = EnvelopeSplitter::default();
+        let loudest = mels.iter().map(frame_level).fold(f32::MIN, f32::max);
+        let mut stats = PhoneStats::new(phones);
+        let mut envelopes = Vec::new();
+        let mut keys = Vec::new();
+        let mut ltas = [0.0f32; N_MELS];
+        for (t, m) in mels.iter().enumerate() {
+            let mut e = [0.0; N_MELS];
+            splitter.envelope(m, &mut e);
+            let key = &all_keys[t * phones..(t + 1) * phones];
+            stats.add(key, &e, 1.0);
+            if frame_level(m) < loudest - ACTIVE_NATS {
+                continue;
+            }
+            for b in 0..N_MELS {
+                ltas[b] += e[b];
+            }
+            envelopes.push(e);
+            keys.extend_from_slice(key);
+        }
+        let n = envelopes.len().max(1) as f32;
+        ltas.iter_mut().for_each(|v| *v /= n);
+        let phone_means = (0..phones).map(|p| stats.mean(p)).collect();
+        Ok(Self { envelopes, keys, phones, phone_means, ltas, pitch, seconds })
+    }
+
+    /// Speech frames available for matching.
+    pub fn frames(&self) -> usize {
+        self.envelopes.len()
+    }
+
+    /// Mean envelope of the `NEIGHBOURS` frames nearest to `key`. No
+    /// allocation.
+    fn match_envelope(&self, key: &[f32], best: &mut [(f32, usize); NEIGHBOURS], out: &mut MelFrame) {
+        for b in best.iter_mut() {
+            *b = (f32::INFINITY, 0);
+        }
+        for (i, k) in self.keys.chunks_exact(self.phones).enumerate() {
+            let d: f32 = k.iter().zip(key).map(|(a, b)| (a - b) * (a - b)).sum();
+            if d < best[NEIGHBOURS - 1].0 {
+                let mut j = NEIGHBOURS - 1;
+                while j > 0 && best[j - 1].0 > d {
+                    best[j] = best[j - 1];
+                    j -= 1;
+                }
+                best[j] = (d, i);
+            }
+        }
+        out.fill(0.0);
+        let mut n = 0.0;
+        for &(d, i) in best.iter() {
+            if d.is_finite() {
+                for (o, e) in out.iter_mut().zip(self.envelopes[i].iter()) {
+                    *o += e;
+                }
+                n += 1.0;
+            }
+        }
+        if n > 0.0 {
+            for o in out.iter_mut() {
+                *o /= n;
+            }
+        }
+    }
+}
+
+/// Posterior-weighted envelope sums per phone, and the overall mean.
+struct PhoneStats {
+    sums: Vec<MelFrame>,
+    weights: Vec<f32>,
+    total: MelFrame,
+    count: f32,
+}
+
+impl PhoneStats {
+    fn new(phones: usize) -> Self {
+        Self { sums: vec![[0.0; N_MELS]; phones], weights: vec![0.0; phones], total: [0.0; N_MELS], count: 0.0 }
+    }
+
+    /// Adds a frame (`key`: square-root posteriors); `keep` < 1 forgets.
+    fn add(&mut self, key: &[f32], env: &MelFrame, keep: f32) {
+        for (p, k) in key.iter().enumerate() {
+            let w = k * k;
+            self.weights[p] = self.weights[p] * keep + w;
+            for b in 0..N_MELS {
+                self.sums[p][b] = self.sums[p][b] * keep + w * env[b];
+            }
+        }
+        for b in 0..N_MELS {
+            self.total[b] = self.total[b] * keep + env[b];
+        }
+        self.count = self.count * keep + 1.0;
+    }
+
+    fn mean(&self, p: usize) -> MelFrame {
+        let mut out = [0.0; N_MELS];
+        let c = self.count.max(1e-6);
+        for b in 0..N_MELS {
+            let overall = self.total[b] / c;
+            out[b] = (self.sums[p][b] + PHONE_PRIOR_FRAMES * overall) / (self.weights[p] + PHONE_PRIOR_FRAMES);
+        }
+        out
+    }
+
+    fn reset(&mut self) {
+        self.sums.iter_mut().for_each(|s| *s = [0.0; N_MELS]);
+        self.weights.fill(0.0);
+        self.total = [0.0; N_MELS];
+        self.count = 0.0;
+    }
+}
+
+/// Frequency warp of a log-mel envelope: reads `env` at `centre / alpha`
+/// (alpha > 1 moves formants up: a shorter vocal tract).
+fn warp_envelope(env: &MelFrame, centres: &[f32; N_MELS], alpha: f32, out: &mut MelFrame) {
+    let mut j = 0usize;
+    for (b, o) in out.iter_mut().enumerate() {
+        let f = centres[b] / alpha;
+        if f <= centres[0] {
+            *o = env[0];
+            continue;
+        }
+        if f >= centres[N_MELS - 1] {
+            *o = env[N_MELS - 1];
+            continue;
+        }
+        while centres[j + 1] < f {
+            j += 1;
+        }
+        while j > 0 && centres[j] > f {
+            j -= 1;
+        }
+        let t = (f - centres[j]) / (centres[j + 1] - centres[j]);
+        *o = env[j] + t * (env[j + 1] - env[j]);
+    }
+}
+
+/// Centre frequency of each mel band (the filter's centroid), Hz.
+fn band_centres() -> [f32; N_MELS] {
+    let basis = mel::mel_basis();
+    let mut c = [0f32; N_MELS];
+    for (b, row) in basis.iter().enumerate() {
+        let (mut num, mut den) = (0f64, 0f64);
+        for (k, w) in row.iter().enumerate() {
+            num += *w as f64 * k as f64 * SAMPLE_RATE as f64 / mel::N_FFT as f64;
+            den += *w as f64;
+        }
+        c[b] = (num / den.max(1e-12)) as f32;
+    }
+    c
+}
+
+/// The warp that best maps the source's long-term envelope onto the
+/// target's (shape only: a level offset is free), over bands 5..70.
+fn best_warp(source: &MelFrame, target: &MelFrame, centres: &[f32; N_MELS]) -> f32 {
+    let mut best = (f32::INFINITY, 1.0);
+    let mut w = [0.0; N_MELS];
+    for i in 0..WARP_STEPS {
+        let alpha = WARP_MIN + (WARP_MAX - WARP_MIN) * i as f32 / (WARP_STEPS - 1) as f32;
+        warp_envelope(source, centres, alpha, &mut w);
+        let mean = (0..N_MELS).map(|b| w[b] - target[b]).sum::<f32>() / N_MELS as f32;
+        let err: f32 = (5..70).map(|b| (w[b] - target[b] - mean).powi(2)).sum();
+        if err < best.0 {
+            best = (err, alpha);
+        }
+    }
+    best.1
+}
+
+/// Mean log-mel level of a frame (natural-log units).
+fn frame_level(m: &MelFrame) -> f32 {
+    m.iter().sum::<f32>() / N_MELS as f32
+}
+
+/// F0 per mel frame (0 = unvoiced) of a 22050 Hz signal: the pitch tracker's
+/// 10 ms frames read at each mel frame's centre (`256·t + 128`).
+fn frame_pitch(x: &[f32], frames: usize) -> Vec<f32> {
+    let p = pitch::track(x, SAMPLE_RATE);
+    (0..frames)
+        .map(|t| {
+            let centre_s = (t * HOP + HOP / 2) as f64 / SAMPLE_RATE as f64;
+            let k = (centre_s * 100.0).round() as usize;
+            p.get(k).map_or(0.0, |f| if f.voiced { f.f0_hz } else { 0.0 })
+        })
+        .collect()
+}
+
+/// Strength, transpose and the like, as the plugin or the CLI sets them.
+pub use super::ConversionControls;
+
+/// Running log-F0 statistics of the source voice: exact over the first
+/// voiced frames, then a moving window of about [`SOURCE_STATS_FRAMES`].
+#[derive(Debug, Clone, Copy)]
+struct RunningPitch {
+    n: f32,
+    mean: f32,
+    var: f32,
+}
+
+/// Voiced frames (about 11.6 ms each) the source statistics average over.
+const SOURCE_STATS_FRAMES: f32 = 600.0;
+
+impl RunningPitch {
+    const EMPTY: Self = Self { n: 0.0, mean: 0.0, var: 0.0 };
+
+    fn push(&mut self, log_f0: f32) {
+        self.n = (self.n + 1.0).min(SOURCE_STATS_FRAMES);
+        let d = log_f0 - self.mean;
+        self.mean += d / self.n;
+        self.var += (d * (log_f0 - self.mean) - self.var) / self.n;
+    }
+
+    fn stats(&self) -> Option<PitchStats> {
+        (self.n >= 1.0).then(|| PitchStats { mean_log_hz: self.mean, std_log: self.var.max(0.0).sqrt().max(0.02) })
+    }
+}
+
+/// The default converter as a [`HopModel`]: 22050 Hz, hop = the vocoder's
+/// block (`StreamingConfig::new` frames of 256 samples), mono conversion of
+/// the channels' mean written to every channel. Worker/render thread.
+pub struct DefaultVoiceConverter {
+    channels: usize,
+    content: ContentModel,
+    vocoder: StreamingVocoder,
+    splitter: EnvelopeSplitter,
+    patterns: HarmonicPatterns,
+    resolved: usize,
+    centres: [f32; N_MELS],
+    mel: StreamingMel,
+    pitch: PitchTracker,
+    target: Option<Arc<TargetVoice>>,
+    controls: ConversionControls,
+    /// Frames between the newest input hop and the frame being analysed.
+    analysis_lag: usize,
+    /// Recent mel frames by index (`ring[j % len]`).
+    mel_ring: Vec<MelFrame>,
+    /// Recent pitch-tracker frames (F0 Hz, 0 = unvoiced) by index.
+    pitch_ring: Vec<f32>,
+    pitch_fifo: Vec<f32>,
+    pitch_fill: usize,
+    /// Input hops seen (256 samples each).
+    hops: u64,
+    /// Pitch frames produced (the next frame's index).
+    pitch_frames: u64,
+    source_pitch: RunningPitch,
+    /// The source's long-term envelope (speech frames) and phone means.
+    source_ltas: MelFrame,
+    source_ltas_frames: f32,
+    loudest: f32,
+    source_phones: PhoneStats,
+    /// Analysed frames by index (`analysed[a % len]`), waiting for the
+    /// frames after them (offset and key smoothing).
+    analysed: Vec<AnalysedFrame>,
+    /// Converted frames waiting for the vocoder (one block).
+    stage: Vec<MelFrame>,
+    mid: Vec<f32>,
+    voiced_out: Vec<f32>,
+    /// Dry mid delayed by `delay()`, the fallback when a model fails.
+    dry: Vec<f32>,
+    dry_pos: usize,
+    best: [(f32, usize); NEIGHBOURS],
+    context: Vec<MelFrame>,
+    key: Vec<f32>,
+    faults: u64,
+    device_note: String,
+}
+
+/// One source frame after analysis.
+#[derive(Clone)]
+struct AnalysedFrame {
+    /// Envelope after warp and equalisation.
+    envelope: MelFrame,
+    fine: MelFrame,
+    f0: f32,
+    /// Phone-dependent offset towards the target (before smoothing).
+    offset: MelFrame,
+    /// Square-root phone posteriors.
+    key: Vec<f32>,
+}
+
+/// Frames between analysis and output (the smoothing look-ahead).
+const SMOOTHING_LAG: usize = if OFFSET_SMOOTHING > KEY_SMOOTHING { OFFSET_SMOOTHING } else { KEY_SMOOTHING };
+
+impl DefaultVoiceConverter {
+    /// `content_dir`: the content model's folder; `vocoder_dir`: HiFi-GAN's.
+    /// `threads`: ONNX intra-op threads (1 live, all cores offline).
+    pub fn load(content_dir: &Path, vocoder_dir: &Path, channels: usize, device: Device, threads: usize, cfg: StreamingConfig) -> Result<Self, RuntimeError> {
+        let content = ContentModel::load(content_dir, Device::Cpu, 1)?;
+        let vocoder = StreamingVocoder::new(HifiGan::load_with_threads(vocoder_dir, device, threads)?, cfg);
+        let (left, right) = content.context();
+        let pitch = PitchTracker::new(SAMPLE_RATE);
+        let analysis_lag = conversion_lag(right, pitch.delay_hops());
+        let ring = (left + right + analysis_lag + 8).next_power_of_two();
+        let phones = content.phones();
+        let device_note = vocoder.device_note().to_string();
+        let blank = AnalysedFrame { envelope: [mel::LOG_SILENCE; N_MELS], fine: [0.0; N_MELS], f0: 0.0, offset: [0.0; N_MELS], key: vec![0.0; phones] };
+        let mut m = Self {
+            channels,
+            splitter: EnvelopeSplitter::default(),
+            patterns: HarmonicPatterns::new(&EnvelopeSplitter::default()),
+            resolved: resolved_bands(),
+            centres: band_centres(),
+            mel: StreamingMel::new(),
+            target: None,
+            controls: ConversionControls::default(),
+            analysis_lag,
+            mel_ring: vec![[mel::LOG_SILENCE; N_MELS]; ring],
+            pitch_ring: vec![0.0; 4 * ring],
+            pitch_fifo: vec![0.0; 512],
+            pitch_fill: 0,
+            hops: 0,
+            pitch_frames: 0,
+            source_pitch: RunningPitch::EMPTY,
+            source_ltas: [0.0; N_MELS],
+            source_ltas_frames: 0.0,
+            loudest: f32::MIN,
+            source_phones: PhoneStats::new(phones),
+            analysed: vec![blank; 2 * SMOOTHING_LAG + 2],
+            stage: vec![[mel::LOG_SILENCE; N_MELS]; cfg.new],
+            mid: vec![0.0; cfg.new * HOP],
+            voiced_out: vec![0.0; cfg.new * HOP],
+            dry: Vec::new(),
+            dry_pos: 0,
+            best: [(f32::INFINITY, 0); NEIGHBOURS],
+            context: vec![[mel::LOG_SILENCE; N_MELS]; left + 1 + right],
+            key: vec![0.0; phones],
+            faults: 0,
+            device_note,
+            content,
+            vocoder,
+            pitch,
+        };
+        m.dry = vec![0.0; m.delay()];
+        Ok(m)
+    }
+
+    /// Where the models are installed (model store).
+    pub fn load_installed(channels: usize, device: Device, threads: usize, cfg: StreamingConfig) -> Result<Self, RuntimeError> {
+        let content = crate::runtime::store::find_model(CONTENT_MODEL_ID)?;
+        let vocoder = crate::runtime::store::find_model(super::vocoder_hifigan::MODEL_ID)?;
+        Self::load(&content.dir, &vocoder.dir, channels, device, threads, cfg)
+    }
+
+    pub fn content_model(&mut self) -> &mut ContentModel {
+        &mut self.content
+    }
+
+    pub fn set_target(&mut self, target: Option<Arc<TargetVoice>>) {
+        self.target = target;
+        // The source's phone means are taken after the warp towards the
+        // target, so they start again.
+        self.source_phones.reset();
+    }
+
+    pub fn set_controls(&mut self, controls: ConversionControls) {
+        self.controls = controls;
+    }
+
+    /// Frames between input and the converted frame (before the vocoder).
+    pub fn lag_frames(&self) -> usize {
+        self.analysis_lag + SMOOTHING_LAG
+    }
+
+    /// One 256-sample hop of mono input: updates mel and pitch history,
+    /// analyses frame `hops − analysis_lag` and writes the converted frame
+    /// `hops − lag_frames()` into `out`.
+    fn convert_hop(&mut self, x: &[f32], out: &mut MelFrame) -> Result<(), RuntimeError> {
+        let k = self.hops;
+        self.hops += 1;
+        let ring = self.mel_ring.len() as u64;
+        // Mel frame k − 2.
+        let mut frame = [0.0; N_MELS];
+        self.mel.push_hop(x, &mut frame);
+        if k >= StreamingMel::DELAY_FRAMES as u64 {
+            self.mel_ring[((k - StreamingMel::DELAY_FRAMES as u64) % ring) as usize] = frame;
+        }
+        // Pitch frames (10 ms hops of 220/221 samples).
+        for &s in x {
+            self.pitch_fifo[self.pitch_fill] = s;
+            self.pitch_fill += 1;
+            let need = self.pitch.hop();
+            if self.pitch_fill >= need {
+                let f = self.pitch.process_hop(&self.pitch_fifo[..need]);
+                self.pitch_fill = 0;
+                let hop_index = self.pitch_frames;
+                self.pitch_frames += 1;
+                if let Some(n) = hop_index.checked_sub(self.pitch.delay_hops() as u64) {
+                    let len = self.pitch_ring.len() as u64;
+                    self.pitch_ring[(n % len) as usize] = if f.voiced { f.f0_hz } else { 0.0 };
+                }
+            }
+        }
+        if let Some(a) = k.checked_sub(self.analysis_lag as u64) {
+            self.analyse_frame(a)?;
+        }
+        match k.checked_sub(self.lag_frames() as u64) {
+            Some(c) => self.assemble_frame(c, out),
+            None => *out = [mel::LOG_SILENCE; N_MELS],
+        }
+        Ok(())
+    }
+
+    /// Analysis of source frame `a`: envelope, fine structure, pitch, phone
+    /// posteriors; updates the source statistics and computes the frame's
+    /// phone-dependent offset towards the target.
+    fn analyse_frame(&mut self, a: u64) -> Result<(), RuntimeError> {
+        let ring = self.mel_ring.len() as u64;
+        let (left, _) = self.content.context();
+        let newest = self.hops as i64 - 1 - StreamingMel::DELAY_FRAMES as i64;
+        for (i, slot) in self.context.iter_mut().enumerate() {
+            let j = a as i64 - left as i64 + i as i64;
+            *slot = if j < 0 || j > newest { [mel::LOG_SILENCE; N_MELS] } else { self.mel_ring[(j as u64 % ring) as usize] };
+        }
+        let source = self.context[left];
+        self.describe_context()?;
+        let f0 = self.pitch_ring[(pitch_frame_of(a) % self.pitch_ring.len() as u64) as usize];
+        if f0 > 0.0 {
+            self.source_pitch.push(f0.ln());
+        }
+        let mut env = [0.0; N_MELS];
+        self.splitter.envelope(&source, &mut env);
+        let mut fine = [0.0; N_MELS];
+        for b in 0..N_MELS {
+            fine[b] = source[b] - env[b];
+        }
+        // Long-term envelope of the source's speech frames.
+        let level = frame_level(&source);
+        self.loudest = self.loudest.max(level);
+        if level >= self.loudest - ACTIVE_NATS && level > mel::LOG_SILENCE + 1.0 {
+            self.source_ltas_frames = (self.source_ltas_frames + 1.0).min(SOURCE_MEMORY_FRAMES);
+            for b in 0..N_MELS {
+                self.source_ltas[b] += (env[b] - self.source_ltas[b]) / self.source_ltas_frames;
+            }
+        }
+        let slot = (a % self.analysed.len() as u64) as usize;
+        let (s, _, _) = strength_curve(self.controls.strength);
+        let mut offset = [0.0; N_MELS];
+        if let Some(target) = self.target.clone().filter(|_| s > 0.0) {
+            // Vocal-tract warp and long-term equalisation towards the target.
+            if self.source_ltas_frames >= 20.0 {
+                let alpha = 1.0 + s * (best_warp(&self.source_ltas, &target.ltas, &self.centres) - 1.0);
+                let mut warped_ltas = [0.0; N_MELS];
+                warp_envelope(&self.source_ltas, &self.centres, alpha, &mut warped_ltas);
+                let mut warped = [0.0; N_MELS];
+                warp_envelope(&env, &self.centres, alpha, &mut warped);
+                let mean = (0..N_MELS).map(|b| target.ltas[b] - warped_ltas[b]).sum::<f32>() / N_MELS as f32;
+                for b in 0..N_MELS {
+                    env[b] = warped[b] + s * (target.ltas[b] - warped_ltas[b] - mean);
+                }
+            }
+            // Phone-dependent offset: the target's mean envelope for the
+            // phones being said minus the source's.
+            let keep = 1.0 - 1.0 / SOURCE_MEMORY_FRAMES;
+            self.source_phones.add(&self.key, &env, keep);
+            for (p, kp) in self.key.iter().enumerate() {
+                let w = kp * kp;
+                if w < 1e-4 {
+                    continue;
+                }
+                let mu_s = self.source_phones.mean(p);
+                for b in 0..N_MELS {
+                    offset[b] += w * (target.phone_means[p][b] - mu_s[b]);
+                }
+            }
+        }
+        let rec = &mut self.analysed[slot];
+        rec.envelope = env;
+        rec.fine = fine;
+        rec.f0 = f0;
+        rec.offset = offset;
+        rec.key.copy_from_slice(&self.key);
+        Ok(())
+    }
+
+    /// The converted mel frame `c` (analysed `SMOOTHING_LAG` frames ago).
+    fn assemble_frame(&mut self, c: u64, out: &mut MelFrame) {
+        let len = self.analysed.len() as u64;
+        let at = |i: i64| ((i.max(0) as u64) % len) as usize;
+        let newest = c as i64 + SMOOTHING_LAG as i64;
+        let here = &self.analysed[at(c as i64)];
+        let (mut env, mut fine, f0) = (here.envelope, here.fine, here.f0);
+        let (s, phone_gain, share) = strength_curve(self.controls.strength);
+        let transpose = (self.controls.transpose_semitones / 12.0).exp2();
+        let mut ratio = transpose;
+        if let Some(target) = self.target.clone().filter(|_| s > 0.0) {
+            // Offsets averaged over ±OFFSET_SMOOTHING frames.
+            let mut off = [0.0; N_MELS];
+            let span = OFFSET_SMOOTHING as i64;
+            for d in -span..=span {
+                let i = (c as i64 + d).clamp(0, newest);
+                for b in 0..N_MELS {
+                    off[b] += self.analysed[at(i)].offset[b];
+                }
+            }
+            let gain = phone_gain / (2 * span + 1) as f32;
+            for b in 0..N_MELS {
+                env[b] += gain * off[b];
+            }
+            // Blend in the target's own frames for the same phones.
+            if share > 0.0 && target.frames() > 0 {
+                self.key.fill(0.0);
+                let span = KEY_SMOOTHING as i64;
+                for d in -span..=span {
+                    let i = (c as i64 + d).clamp(0, newest);
+                    for (k, v) in self.key.iter_mut().zip(&self.analysed[at(i)].key) {
+                        *k += v / (2 * span + 1) as f32;
+                    }
+                }
+                let mut matched = [0.0; N_MELS];
+                target.match_envelope(&self.key, &mut self.best, &mut matched);
+                let shift = frame_level(&env) - frame_level(&matched);
+                for b in 0..N_MELS {
+                    env[b] = (1.0 - share) * env[b] + share * (matched[b] + shift);
+                }
+            }
+        }
+        if f0 > 0.0 {
+            if let (Some(target), Some(src)) = (self.target.as_ref(), self.source_pitch.stats()) {
+                let spread = (target.pitch.std_log / src.std_log).clamp(0.5, 2.0);
+                let want = target.pitch.mean_log_hz + (f0.ln() - src.mean_log_hz) * spread;
+                ratio *= (want - f0.ln()).exp();
+            }
+            if (ratio - 1.0).abs() > 1e-4 {
+                self.patterns.repitch(&mut fine, f0, f0 * ratio, self.resolved);
+            }
+        }
+        for b in 0..N_MELS {
+            out[b] = (env[b] + fine[b]).max(mel::LOG_SILENCE);
+        }
+    }
+
+    fn describe_context(&mut self) -> Result<(), RuntimeError> {
+        let refs: [&MelFrame; 16] = std::array::from_fn(|i| &self.context[i.min(self.context.len() - 1)]);
+        self.content.describe(&refs[..self.context.len()], &mut self.key)
+    }
+}
+
+/// The converter's timing for a vocoder context, from the installed content
+/// model's description (no model is loaded). Main thread.
+pub fn installed_timing(cfg: StreamingConfig) -> Result<crate::pipelines::stream::ModelTiming, RuntimeError> {
+    let installed = crate::runtime::store::find_model(CONTENT_MODEL_ID)?;
+    let (_, right) = ContentModel::read_context(&installed.dir)?;
+    Ok(timing(right, cfg))
+}
+
+/// Timing for a content model with `right` frames of lookahead.
+pub fn timing(right: usize, cfg: StreamingConfig) -> crate::pipelines::stream::ModelTiming {
+    let lag = conversion_lag(right, PitchTracker::new(SAMPLE_RATE).delay_hops()) + SMOOTHING_LAG;
+    crate::pipelines::stream::ModelTiming { sample_rate: SAMPLE_RATE, hop: cfg.new * HOP, delay: (lag + cfg.right) * HOP }
+}
+
+/// Pitch-tracker frame nearest to mel frame `c`'s centre (`256·c + 128`).
+fn pitch_frame_of(c: u64) -> u64 {
+    ((c * HOP as u64 + HOP as u64 / 2) * 100 + SAMPLE_RATE as u64 / 2) / SAMPLE_RATE as u64
+}
+
+/// Smallest lag (frames) at which mel frame `c`'s right context
+/// (`right` frames) and its pitch frame are both available after input hop
+/// `c + lag`, for every `c`.
+fn conversion_lag(right: usize, pitch_delay_hops: usize) -> usize {
+    let mut lag = right + StreamingMel::DELAY_FRAMES;
+    for c in 0..4096u64 {
+        let n = pitch_frame_of(c);
+        // Pitch frame n is out once hop n + delay (220/221 samples) is in.
+        let need = ((n + pitch_delay_hops as u64 + 1) * SAMPLE_RATE as u64 / 100) as usize;
+        while (c as usize + lag + 1) * HOP < need {
+            lag += 1;
+        }
+    }
+    lag
+}
+
+impl HopModel for DefaultVoiceConverter {
+    fn name(&self) -> &str {
+        "Voice conversion (default)"
+    }
+
+    fn sample_rate(&self) -> u32 {
+        SAMPLE_RATE
+    }
+
+    fn hop(&self) -> usize {
+        self.vocoder.frames_per_call() * HOP
+    }
+
+    fn channels(&self) -> usize {
+        self.channels
+    }
+
+    fn delay(&self) -> usize {
+        (self.lag_frames() + self.vocoder.delay_frames()) * HOP
+    }
+
+    fn process_hop(&mut self, input: &[f32], output: &mut [f32]) {
+        let hop = self.hop();
+        let inv = 1.0 / self.channels as f32;
+        for i in 0..hop {
+            self.mid[i] = (0..self.channels).map(|ch| input[ch * hop + i]).sum::<f32>() * inv;
+        }
+        let mut ok = true;
+        for f in 0..self.stage.len() {
+            let mut frame = [0.0; N_MELS];
+            let x: [f32; HOP] = std::array::from_fn(|i| self.mid[f * HOP + i]);
+            if self.convert_hop(&x, &mut frame).is_err() {
+                ok = false;
+                frame = [mel::LOG_SILENCE; N_MELS];
+            }
+            self.stage[f] = frame;
+        }
+        let stage = std::mem::take(&mut self.stage);
+        let vocoded = self.vocoder.process(&stage, &mut self.voiced_out);
+        self.stage = stage;
+        ok &= vocoded.is_ok();
+        // Dry mid delayed by exactly delay(): the fallback.
+        let d = self.dry.len();
+        for i in 0..hop {
+            let delayed = if d == 0 { self.mid[i] } else { std::mem::replace(&mut self.dry[self.dry_pos], self.mid[i]) };
+            if d > 0 {
+                self.dry_pos = (self.dry_pos + 1) % d;
+            }
+            if !ok {
+                self.voiced_out[i] = delayed;
+            }
+        }
+        if !ok {
+            self.faults += 1;
+            self.vocoder.reset();
+        }
+        for ch in 0..self.channels {
+            output[ch * hop..(ch + 1) * hop].copy_from_slice(&self.voiced_out[..hop]);
+        }
+    }
+
+    fn reset(&mut self) {
+        self.mel.reset();
+        self.pitch.reset();
+        self.vocoder.reset();
+        for f in &mut self.mel_ring {
+            *f = [mel::LOG_SILENCE; N_MELS];
+        }
+        self.pitch_ring.fill(0.0);
+        self.pitch_fill = 0;
+        self.hops = 0;
+        self.pitch_frames = 0;
+        self.source_pitch = RunningPitch::EMPTY;
+        self.source_ltas = [0.0; N_MELS];
+        self.source_ltas_frames = 0.0;
+        self.loudest = f32::MIN;
+        self.source_phones.reset();
+        for r in &mut self.analysed {
+            r.envelope = [mel::LOG_SILENCE; N_MELS];
+            r.fine = [0.0; N_MELS];
+            r.f0 = 0.0;
+            r.offset = [0.0; N_MELS];
+            r.key.fill(0.0);
+        }
+        self.dry.fill(0.0);
+        self.dry_pos = 0;
+    }
+
+    fn faults(&self) -> u64 {
+        self.faults + self.vocoder.faults()
+    }
+
+    fn set_conversion(&mut self, controls: &ConversionControls) {
+        self.controls = *controls;
+    }
+
+    fn set_target_voice(&mut self, target: Option<Arc<TargetVoice>>) {
+        self.set_target(target);
+    }
+
+    fn device_note(&self) -> &str {
+        &self.device_note
+    }
+}
