@@ -20,7 +20,8 @@
 //! Needs `cargo xtask models` and the project venv (target/venv, with
 //! pocketsphinx). `cargo bench --bench voice` (or `cargo xtask bench`).
 //! `MANIFOLD_VOICE_STRENGTHS=0,0.5,1` picks the strengths;
-//! `MANIFOLD_VOICE_TESTS=2` the test sentences per pair off the default.
+//! `MANIFOLD_VOICE_TESTS=2` the test sentences per pair off the default;
+//! `MANIFOLD_VOICE_SPEED=0` skips the speed and latency part.
 
 use manifold::pipelines::convert_voice::{self, ContentModel, DefaultVoiceConverter, TargetVoice, LIVE_VOCODER, OFFLINE_VOCODER, SAMPLE_RATE};
 use manifold::pipelines::isolate_voicefilter::{embedding_similarity, SpeakerEmbedder};
@@ -256,6 +257,9 @@ fn main() {
         );
     }
 
+    if std::env::var("MANIFOLD_VOICE_SPEED").as_deref() == Ok("0") {
+        return;
+    }
     // 2. Speed, same input, one run.
     let x: Vec<f32> = voices.iter().flat_map(|v| v.tests.iter().flat_map(|t| t.0.iter().copied())).take(20 * SAMPLE_RATE as usize).collect();
     let seconds = x.len() as f64 / SAMPLE_RATE as f64;

@@ -793,6 +793,45 @@ fn voice_reported_latency_equals_measured_dry_delay() {
     }
 }
 
+/// Voice live (realtime render mode, 48 kHz, 128-sample blocks, paced at
+/// real time): whatever this machine's speed, the output stays finite and
+/// bounded, the latency never changes, and the status shows the worker's
+/// real-time factor, saying so when the model cannot keep up (then the
+/// output is the latency-aligned dry signal, faded, never a crackle).
+#[test]
+fn voice_live_reports_its_speed_and_falls_back_to_aligned_dry() {
+    let entry = load_bundle();
+    let (rate, max_block) = (48000.0, 128);
+    let mut rng = StdRng::seed_from_u64(13);
+    let mut plugin = PluginUnderTest::new(&entry, VOICE_ID);
+    plugin.activate(rate, max_block);
+    let latency = plugin.latency();
+    // 6 s of a harmonic voice-like tone with a syllable rhythm, then the latency.
+    let frames = 6 * rate as usize + latency;
+    let tone: Vec<f32> = (0..frames)
+        .map(|t| {
+            let s = t as f32 / rate as f32;
+            let env = if t < 6 * rate as usize { (0.5 - 0.5 * (2.0 * std::f32::consts::PI * 3.0 * s).cos()) * 0.3 } else { 0.0 };
+            env * (1..8).map(|k| (2.0 * std::f32::consts::PI * 140.0 * k as f32 * s).sin() / k as f32).sum::<f32>()
+        })
+        .collect();
+    let inputs = with_silent_sidechain(&mut plugin, vec![tone.clone(), tone.clone()]);
+    let mut run = ProcessRun::new(&inputs, random_blocks(&mut rng, frames, max_block));
+    run.pace_sample_rate = Some(rate);
+    let output = plugin.process(&run);
+    let status = plugin.param_text("Status");
+    println!("voice live: latency {latency} ({:.3} s); status '{status}'", latency as f64 / rate);
+    assert_eq!(plugin.latency(), latency, "the latency changed while playing");
+    for c in 0..2 {
+        assert!(output[0][c].iter().all(|v| v.is_finite() && v.abs() < 4.0), "channel {c}: non-finite or runaway output");
+        assert!(output[0][c][..latency].iter().all(|&v| v == 0.0), "channel {c}: sound before the latency");
+    }
+    let underruns = underruns_in_status(&status);
+    if underruns > 0 {
+        assert!(status.contains("real-time factor") || status.contains("underrun"), "underruns without an explanation: '{status}'");
+    }
+}
+
 /// 3. Clean's wet path (Mix = 100) is aligned to the reported latency and
 ///    enhances noisy speech by at least 5 dB SI-SDR. Offline render mode: the
 ///    plugin waits for its model, so the result is the same on any machine.

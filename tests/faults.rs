@@ -167,3 +167,28 @@ fn stems_cli_writes_every_stem_and_explains_problems() {
     assert!(text.contains("cannot use broken") && text.contains("dim_t"), "{text}");
     assert!(text.contains("spleeter_2stems") && text.contains("MIT"), "{text}");
 }
+
+#[test]
+fn convert_cli_needs_a_usable_target_and_says_why() {
+    let sb = Sandbox::new();
+    let input = sb.path("in.wav");
+    write_noise_wav(&input, 1.0);
+    let out = sb.path("out.wav");
+    // No target for the built-in converter.
+    let (ok, err) = sb.run(Some(&installed_data()), &["convert", input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("--target"), "{err}");
+    // A target of noise has no voice in it; a 1 s one is too short.
+    let (ok, err) = sb.run(Some(&installed_data()), &["convert", "--target", input.to_str().unwrap(), input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("at least 3 s"), "{err}");
+    let long = sb.path("noise.wav");
+    write_noise_wav(&long, 5.0);
+    let (ok, err) = sb.run(Some(&installed_data()), &["convert", "--target", long.to_str().unwrap(), input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("too little voiced speech"), "{err}");
+    // An unknown model lists the ones there are.
+    let (ok, err) = sb.run(Some(&installed_data()), &["convert", "--model", "nobody", input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("unknown voice model 'nobody'") && err.contains("default"), "{err}");
+}

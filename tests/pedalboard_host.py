@@ -78,14 +78,22 @@ def _():
     return f"{keys}; status '{status}'"
 
 
-@check("Voice loads with its layout and passes audio")
+@check("Voice reports its latency and its dry path is exactly that late")
 def _():
-    rng = np.random.default_rng(1)
-    x = (0.1 * rng.standard_normal((2, 4800))).astype(np.float32)
-    p = load("Manifold Voice")
-    y = p.process(x, 48000, buffer_size=256)
-    assert np.allclose(y, x, atol=1e-6), "Manifold Voice"
-    return f"Manifold Voice: latency {p.reported_latency_samples}"
+    p = load("Manifold Voice", mix=0.0)
+    keys = sorted(p.parameters.keys())
+    for k in ["mix", "strength", "transpose", "output_gain", "model", "status"]:
+        assert k in keys, keys
+    rate = 48000
+    n = 3 * rate
+    x = np.zeros((2, n), np.float32)
+    x[:, n // 4] = 0.5
+    y = p.process(x, rate, buffer_size=256)
+    lat = p.reported_latency_samples
+    assert lat > 0, "Voice reports no latency"
+    peak = int(np.argmax(np.abs(y[0])))
+    assert peak - n // 4 == lat and abs(y[0, peak] - 0.5) < 1e-4, f"impulse came out {peak - n // 4} late, reported {lat}"
+    return f"Manifold Voice: latency {lat} ({lat / rate:.3f} s); status '{p.parameters['status'].string_value}'"
 
 
 def impulse_delay(rate, block, mix):
