@@ -78,11 +78,11 @@ def _():
     return f"{keys}; status '{status}'"
 
 
-@check("Voice reports its latency and its dry path is exactly that late")
+@check("Voice reports its latency and the host's compensation puts its dry path back in place")
 def _():
     p = load("Manifold Voice", mix=0.0)
     keys = sorted(p.parameters.keys())
-    for k in ["mix", "strength", "transpose", "output_gain", "model", "status"]:
+    for k in ["mix", "strength", "transpose_st", "output_gain_db", "model", "status"]:
         assert k in keys, keys
     rate = 48000
     n = 3 * rate
@@ -91,8 +91,9 @@ def _():
     y = p.process(x, rate, buffer_size=256)
     lat = p.reported_latency_samples
     assert lat > 0, "Voice reports no latency"
+    # pedalboard compensates the reported latency: exact means no shift.
     peak = int(np.argmax(np.abs(y[0])))
-    assert peak - n // 4 == lat and abs(y[0, peak] - 0.5) < 1e-4, f"impulse came out {peak - n // 4} late, reported {lat}"
+    assert peak == n // 4 and abs(y[0, peak] - 0.5) < 1e-4, f"impulse moved by {peak - n // 4} (reported latency {lat})"
     return f"Manifold Voice: latency {lat} ({lat / rate:.3f} s); status '{p.parameters['status'].string_value}'"
 
 

@@ -259,8 +259,10 @@ impl Default for Voice {
                 transpose: FloatParam::new("Transpose", 0.0, FloatRange::Linear { min: -24.0, max: 24.0 }).with_unit(" st").with_step_size(0.1),
                 speaker: IntParam::new("Speaker id", 0, IntRange::Linear { min: 0, max: 255 }),
                 bypass: common::bypass_param(),
-                model: IntParam::new("Model", 0, IntRange::Linear { min: 0, max: max_index.max(0) })
-                    .with_value_to_string(Arc::new(move |i| names.get(i as usize).cloned().unwrap_or_else(|| format!("model {i}"))))
+                // (A range needs two values even with one model installed;
+                // an index past the list means the last model.)
+                model: IntParam::new("Model", 0, IntRange::Linear { min: 0, max: max_index.max(1) })
+                    .with_value_to_string(Arc::new(move |i| names.get(i as usize).or(names.last()).cloned().unwrap_or_else(|| format!("model {i}"))))
                     .non_automatable(),
                 device: EnumParam::new("Device", DeviceChoice::Cpu).non_automatable(),
                 capture: BoolParam::new("Capture target voice (sidechain)", false).non_automatable(),
@@ -315,6 +317,13 @@ fn start_capture(sample_rate: u32, shared: Arc<crate::bridge::worker::Shared>, p
         Ok(note)
     });
     SidechainCapture::start(sample_rate, telemetry, sink)
+}
+
+impl Voice {
+    /// The chosen model's index into `models` (the last one past the end).
+    fn model_index(&self) -> usize {
+        (self.params.model.value().max(0) as usize).min(self.models.len().saturating_sub(1))
+    }
 }
 
 impl Plugin for Voice {
@@ -372,7 +381,7 @@ impl Plugin for Voice {
             max_block: config.max_buffer_size as usize,
             mode: ConversionMode::for_host(offline),
             models: self.models.clone(),
-            initial_model: self.params.model.value().max(0) as usize,
+            initial_model: self.model_index(),
             device: self.params.device.value().into(),
         };
         match setup.build_bridge(self.telemetry.clone()) {
@@ -421,7 +430,8 @@ impl Plugin for Voice {
         let Some(bridge) = self.bridge.as_mut() else {
             return ProcessStatus::Normal;
         };
-        bridge.request_model(self.params.model.value().max(0) as usize);
+        let model = (self.params.model.value().max(0) as usize).min(self.models.len().saturating_sub(1));
+        bridge.request_model(model);
         self.telemetry.set_conversion(ConversionControls {
             strength: self.params.strength.value() / 100.0,
             transpose_semitones: self.params.transpose.value(),
