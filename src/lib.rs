@@ -2,6 +2,7 @@
 //!
 //! Layers (see ARCHITECTURE.md):
 //! - [`plugins`]: plugin definitions (parameters, I/O, status);
+//! - [`editor`]: the plugins' windows (egui, GUI thread only);
 //! - [`bridge`]: the real-time bridge between the audio thread and a worker;
 //! - [`dsp`]: building blocks (STFT, resampling, FIFOs, delay, sanitizing);
 //! - [`pipelines`]: model pipelines, pure frames-in/frames-out code;
@@ -10,6 +11,7 @@
 
 pub mod bridge;
 pub mod dsp;
+pub mod editor;
 pub mod offline;
 pub mod pipelines;
 pub mod plugins;

@@ -16,9 +16,10 @@
 pub mod capture;
 pub mod latency;
 pub mod realtime;
+pub mod similarity;
 pub mod telemetry;
 pub mod worker;
 
 pub use latency::LatencyPlan;
 pub use realtime::{BridgeConfig, RealtimeBridge};
-pub use telemetry::{Telemetry, WorkerState};
+pub use telemetry::{LevelMeter, Levels, Telemetry, WorkerState};

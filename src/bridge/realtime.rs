@@ -3,7 +3,7 @@
 //! or makes a syscall.
 
 use super::latency::LatencyPlan;
-use super::telemetry::{Telemetry, WorkerState};
+use super::telemetry::{LevelMeter, Telemetry, WorkerState};
 use super::worker::{self, ModelCatalog, Shared, WorkerHandle, WorkerSetup};
 use crate::dsp::delay::DelayLine;
 use crate::dsp::sanitize::sanitize_sample;
@@ -89,6 +89,8 @@ pub struct RealtimeBridge {
     /// Frames sent to the worker since streaming (re)started.
     frames_sent: u64,
     last_wet: [f32; MAX_CHANNELS],
+    /// Levels for editors (input here, output from the plugin).
+    meter: LevelMeter,
     // Dropped last: stops and joins the worker.
     _worker: WorkerHandle,
 }
@@ -121,6 +123,7 @@ impl RealtimeBridge {
             }
         }
         telemetry.set_latency(plan.total as u32);
+        telemetry.set_latency_plan(plan, config.sample_rate);
         telemetry.set_offline(config.offline);
         telemetry.set_state(WorkerState::Loading);
         let shared = Arc::new(Shared::new(telemetry, config.initial_model));
@@ -136,6 +139,7 @@ impl RealtimeBridge {
             label: config.label.clone(),
         });
         Self {
+            meter: LevelMeter::new(config.sample_rate),
             plan,
             channels,
             out_channels,
@@ -296,6 +300,13 @@ impl RealtimeBridge {
         }
     }
 
+    /// Audio thread: what finally leaves the plugin (after its own gain
+    /// stages), for the level meters; publishes a finished meter window.
+    pub fn meter_output(&mut self, audio: &[&mut [f32]]) {
+        self.meter.output(audio);
+        self.meter.publish(&self.shared.telemetry, self.channels);
+    }
+
     /// Audio thread. For separators: reads `input` (`channels` slices) and
     /// writes the stems (`out_channels` slices, stem-major) and the
     /// latency-aligned dry input (`channels` slices). All slices have the
@@ -349,8 +360,10 @@ impl RealtimeBridge {
             self.dry.tick(&frame[..c.max(1)], &mut delayed);
             for ch in 0..c {
                 self.dry_block[ch * b + i] = delayed[ch];
+                self.meter.input_sample(frame[ch], delayed[ch]);
             }
         }
+        self.meter.input_frames(len);
         self.shared.telemetry.add_sanitized(fixed);
         self.dry_frames_since_reset += len;
 

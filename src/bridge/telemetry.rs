@@ -44,6 +44,90 @@ pub struct Telemetry {
     status: Mutex<String>,
     /// Offline renders wait for the worker, so a slow one is never "late".
     offline: AtomicBool,
+    /// Levels of the last meter window (f32 bits), published by the audio
+    /// thread ([`LevelMeter`]) and read by editors.
+    levels: [AtomicU32; 4],
+    level_windows: AtomicU64,
+    /// The latency plan of the current activation and its sample rate
+    /// (main thread writes at activation, editors read).
+    latency_plan: Mutex<Option<(crate::bridge::LatencyPlan, f32)>>,
+    /// Speaker-embedding cosine of the recent output to the target voice,
+    /// and of the recent input to it (f32 bits, read only when `_known`).
+    similarity: [AtomicU32; 2],
+    similarity_known: [AtomicBool; 2],
+}
+
+/// One window of levels, linear (not dB).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Levels {
+    pub input_peak: f32,
+    pub output_peak: f32,
+    /// RMS of the latency-aligned dry input and of the output: their ratio
+    /// is what the plugin removed (or added) at this moment.
+    pub aligned_dry_rms: f32,
+    pub output_rms: f32,
+}
+
+/// Audio thread: accumulates levels over windows of about 30 ms and
+/// publishes each finished window to the telemetry (a few atomic stores;
+/// no allocation, no lock).
+#[derive(Debug, Clone, Default)]
+pub struct LevelMeter {
+    window: usize,
+    frames: usize,
+    out_frames: usize,
+    input_peak: f32,
+    output_peak: f32,
+    dry_energy: f64,
+    output_energy: f64,
+}
+
+impl LevelMeter {
+    pub fn new(sample_rate: f32) -> Self {
+        Self { window: ((sample_rate * 0.03) as usize).max(1), ..Default::default() }
+    }
+
+    /// One frame of input (raw) and aligned dry, any number of channels.
+    #[inline]
+    pub fn input_sample(&mut self, raw: f32, aligned_dry: f32) {
+        self.input_peak = self.input_peak.max(raw.abs());
+        self.dry_energy += (aligned_dry * aligned_dry) as f64;
+    }
+
+    #[inline]
+    pub fn input_frames(&mut self, frames: usize) {
+        self.frames += frames;
+    }
+
+    /// What finally leaves the plugin (after every gain stage).
+    pub fn output(&mut self, audio: &[&mut [f32]]) {
+        let mut frames = 0;
+        for ch in audio {
+            frames = frames.max(ch.len());
+            for &x in ch.iter() {
+                self.output_peak = self.output_peak.max(x.abs());
+                self.output_energy += (x * x) as f64;
+            }
+        }
+        self.out_frames += frames;
+    }
+
+    /// Publishes the window once it is full (call after `output`).
+    pub fn publish(&mut self, telemetry: &Telemetry, channels: usize) {
+        if self.frames < self.window || self.out_frames < self.window {
+            return;
+        }
+        let n = (self.frames.max(1) * channels.max(1)) as f64;
+        let m = (self.out_frames.max(1) * channels.max(1)) as f64;
+        let levels = Levels {
+            input_peak: self.input_peak,
+            output_peak: self.output_peak,
+            aligned_dry_rms: (self.dry_energy / n).sqrt() as f32,
+            output_rms: (self.output_energy / m).sqrt() as f32,
+        };
+        telemetry.publish_levels(levels);
+        *self = Self { window: self.window, ..Default::default() };
+    }
 }
 
 impl Telemetry {
@@ -124,6 +208,46 @@ impl Telemetry {
             speaker_id: self.conversion[2].load(Ordering::Relaxed) as i64,
         }
     }
+    /// Audio thread (through [`LevelMeter`]).
+    pub fn publish_levels(&self, l: Levels) {
+        for (slot, v) in self.levels.iter().zip([l.input_peak, l.output_peak, l.aligned_dry_rms, l.output_rms]) {
+            slot.store(v.to_bits(), Ordering::Relaxed);
+        }
+        self.level_windows.fetch_add(1, Ordering::Release);
+    }
+
+    /// The last published window, and how many have been published (an
+    /// editor sees whether audio is flowing at all).
+    pub fn levels(&self) -> (Levels, u64) {
+        let n = self.level_windows.load(Ordering::Acquire);
+        let v = |i: usize| f32::from_bits(self.levels[i].load(Ordering::Relaxed));
+        (Levels { input_peak: v(0), output_peak: v(1), aligned_dry_rms: v(2), output_rms: v(3) }, n)
+    }
+
+    /// Main thread (activation).
+    pub fn set_latency_plan(&self, plan: crate::bridge::LatencyPlan, sample_rate: f32) {
+        *self.latency_plan.lock() = Some((plan, sample_rate));
+    }
+
+    /// GUI/main thread: the plan of the current activation, with its rate.
+    pub fn latency_plan(&self) -> Option<(crate::bridge::LatencyPlan, f32)> {
+        *self.latency_plan.lock()
+    }
+
+    /// Similarity thread: cosine of the recent output (and input) to the
+    /// target voice; `None` = not measured.
+    pub fn set_similarity(&self, output: Option<f32>, input: Option<f32>) {
+        for (i, v) in [output, input].into_iter().enumerate() {
+            self.similarity[i].store(v.unwrap_or(0.0).to_bits(), Ordering::Relaxed);
+            self.similarity_known[i].store(v.is_some_and(f32::is_finite), Ordering::Release);
+        }
+    }
+
+    pub fn similarity(&self) -> (Option<f32>, Option<f32>) {
+        let v = |i: usize| self.similarity_known[i].load(Ordering::Acquire).then(|| f32::from_bits(self.similarity[i].load(Ordering::Relaxed)));
+        (v(0), v(1))
+    }
+
     pub fn set_latency(&self, samples: u32) {
         self.latency_samples.store(samples, Ordering::Relaxed);
     }
@@ -148,5 +272,51 @@ impl Telemetry {
             line.push_str(&format!(" | {u} underruns ({} frames dry)", self.underrun_frames()));
         }
         line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn level_meter_publishes_whole_windows() {
+        let t = Telemetry::default();
+        let mut m = LevelMeter::new(1000.0); // 30-frame windows
+        let mut out_l = vec![0.25f32; 20];
+        let mut out_r = vec![-0.25f32; 20];
+        for block in 0..2 {
+            for i in 0..20 {
+                m.input_sample(if i == 3 { -0.9 } else { 0.5 }, 0.5);
+                m.input_sample(0.1, 0.5);
+            }
+            m.input_frames(20);
+            m.output(&[&mut out_l[..], &mut out_r[..]]);
+            m.publish(&t, 2);
+            let (l, windows) = t.levels();
+            if block == 0 {
+                assert_eq!(windows, 0, "20 of 30 frames: nothing yet");
+            } else {
+                assert_eq!(windows, 1);
+                assert_eq!(l.input_peak, 0.9);
+                assert_eq!(l.output_peak, 0.25);
+                assert!((l.aligned_dry_rms - 0.5).abs() < 1e-6 && (l.output_rms - 0.25).abs() < 1e-6, "{l:?}");
+            }
+        }
+        // The next window starts from zero.
+        m.input_frames(40);
+        m.output(&[&mut vec![0.0f32; 40][..]]);
+        m.publish(&t, 1);
+        assert_eq!(t.levels().0.output_peak, 0.0);
+    }
+
+    #[test]
+    fn similarity_is_unknown_until_measured() {
+        let t = Telemetry::default();
+        assert_eq!(t.similarity(), (None, None));
+        t.set_similarity(Some(0.8), None);
+        assert_eq!(t.similarity(), (Some(0.8), None));
+        t.set_similarity(Some(f32::NAN), Some(0.1));
+        assert_eq!(t.similarity(), (None, Some(0.1)));
     }
 }

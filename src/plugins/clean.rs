@@ -16,6 +16,7 @@ use crate::pipelines::HopModel;
 use crate::runtime::onnx::Device;
 use crate::runtime::store;
 use nice_plug::prelude::*;
+use nice_plug_egui::{EguiEditor, EguiEditorState};
 use std::sync::Arc;
 
 #[derive(Params)]
@@ -43,6 +44,8 @@ pub struct CleanParams {
 
 pub struct Clean {
     params: Arc<CleanParams>,
+    /// The editor window's size and whether it is open (GUI thread).
+    editor_state: Arc<EguiEditorState>,
     telemetry: Arc<Telemetry>,
     bridge: Option<RealtimeBridge>,
     bypass_fade: BypassFade,
@@ -69,6 +72,7 @@ impl Default for Clean {
                 device: EnumParam::new("Device", DeviceChoice::Cpu).non_automatable(),
                 status: common::status_param(telemetry.clone()),
             }),
+            editor_state: crate::editor::clean::default_state(),
             telemetry,
             bridge: None,
             bypass_fade: BypassFade::new(48000.0),
@@ -100,6 +104,16 @@ impl CleanModel {
 
     pub fn index(self) -> usize {
         Self::ALL.iter().position(|m| *m == self).unwrap_or(0)
+    }
+
+    /// The model's id in the model store (`None`: built in).
+    pub fn store_id(self) -> Option<&'static str> {
+        match self {
+            CleanModel::Dfn3 => Some("deepfilternet3"),
+            CleanModel::Gtcrn => Some("gtcrn"),
+            CleanModel::Nsnet2 => Some("nsnet2_48k"),
+            CleanModel::Rnnoise => None,
+        }
     }
 
     /// Name on the command line.
@@ -210,12 +224,16 @@ impl Plugin for Clean {
         },
     ];
 
-    type Editor = ();
+    type Editor = EguiEditor<crate::editor::clean::CleanEditor>;
     type SysExMessage = ();
     type BackgroundTask = ();
 
     fn params(&self) -> Arc<dyn Params> {
         self.params.clone()
+    }
+
+    fn editor(&mut self, _executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
+        crate::editor::clean::create(self.params.clone(), self.telemetry.clone(), self.editor_state.clone())
     }
 
     fn activate(&mut self, layout: &AudioIOLayout, config: &BufferConfig, context: &mut impl ActivateContext<Self>) -> bool {
@@ -265,7 +283,9 @@ impl Plugin for Clean {
         // The attenuation limit keeps a floor of aligned dry signal, which is
         // the same as mixing less wet: wet share = mix * (1 - 10^(-limit/20)).
         let wet_share = || mix.next() / 100.0 * (1.0 - util::db_to_gain(-atten.next()));
-        bridge.process(buffer.as_slice(), wet_share, || fade.next(bypassed));
+        let audio = buffer.as_slice();
+        bridge.process(audio, wet_share, || fade.next(bypassed));
+        bridge.meter_output(audio);
         ProcessStatus::Normal
     }
 }

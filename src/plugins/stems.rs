@@ -153,6 +153,28 @@ impl StemsModel {
         }
     }
 
+    /// The model's row in the editor's model table (main/GUI thread).
+    pub fn model_row(&self) -> crate::editor::ModelRow {
+        use crate::editor::ModelRow;
+        match &self.kind {
+            StemsModelKind::Spleeter => ModelRow::from_store(&self.name, "separation: vocals / accompaniment", "spleeter_2stems"),
+            StemsModelKind::VoiceIsolation => ModelRow::from_store(&self.name, "separation: one voice / the rest", "voicefilter_lite"),
+            StemsModelKind::UserMdx(e) => {
+                let t = self.timing(SeparationMode::Offline);
+                ModelRow::user(&self.name, "separation (user MDX-Net)", &e.onnx, Some(t.sample_rate), Some(t.delay as f64 * 1000.0 / t.sample_rate.max(1) as f64), None)
+            }
+        }
+    }
+
+    /// Rows for user models in the user models folder that cannot be used,
+    /// with the reason (main/GUI thread).
+    pub fn unusable_user_rows() -> Vec<crate::editor::ModelRow> {
+        separate_mdx::discover_user_models()
+            .iter()
+            .filter_map(|e| e.error().map(|why| crate::editor::ModelRow::user(&e.name, "separation (user MDX-Net)", &e.onnx, None, None, Some(why))))
+            .collect()
+    }
+
     /// Whether the model follows an enrolled speaker.
     pub fn needs_target(&self) -> bool {
         matches!(self.kind, StemsModelKind::VoiceIsolation)
@@ -343,6 +365,8 @@ impl StemGates {
 
 pub struct StemsPlugin<V: StemsVariant> {
     params: Arc<StemsParams>,
+    /// The editor window's size and whether it is open (GUI thread).
+    editor_state: Arc<nice_plug_egui::EguiEditorState>,
     telemetry: Arc<Telemetry>,
     models: Vec<StemsModel>,
     bridge: Option<RealtimeBridge>,
@@ -376,6 +400,7 @@ impl<V: StemsVariant> Default for StemsPlugin<V> {
                 target_voice: Arc::new(std::sync::RwLock::new(Vec::new())),
                 status: common::status_param(telemetry.clone()),
             }),
+            editor_state: crate::editor::stems::default_state(),
             telemetry,
             models,
             bridge: None,
@@ -398,12 +423,17 @@ impl<V: StemsVariant> Plugin for StemsPlugin<V> {
 
     const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = V::LAYOUTS;
 
-    type Editor = ();
+    type Editor = nice_plug_egui::EguiEditor<crate::editor::stems::StemsEditor>;
     type SysExMessage = ();
     type BackgroundTask = ();
 
     fn params(&self) -> Arc<dyn Params> {
         self.params.clone()
+    }
+
+    fn editor(&mut self, _executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
+        let aux = V::LAYOUTS.first().map_or(&[][..], |l| l.names.aux_outputs);
+        crate::editor::stems::create(V::NAME, self.params.clone(), self.telemetry.clone(), self.models.clone(), aux, self.editor_state.clone())
     }
 
     fn activate(&mut self, layout: &AudioIOLayout, config: &BufferConfig, context: &mut impl ActivateContext<Self>) -> bool {
@@ -530,6 +560,7 @@ impl<V: StemsVariant> Plugin for StemsPlugin<V> {
                 main[ch][i] = mixed + byp * (d - mixed);
             }
         }
+        bridge.meter_output(&main[..c]);
         ProcessStatus::Normal
     }
 }

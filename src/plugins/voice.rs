@@ -10,7 +10,8 @@
 
 use super::common::{self, BypassFade, DeviceChoice};
 use crate::bridge::capture::{RecordingSink, SidechainCapture};
-use crate::bridge::worker::ModelCatalog;
+use crate::bridge::similarity::SimilarityMonitor;
+use crate::bridge::worker::{ModelCatalog, Shared};
 use crate::bridge::{BridgeConfig, LatencyPlan, RealtimeBridge, Telemetry};
 use crate::pipelines::convert_rvc;
 use crate::pipelines::convert_voice::{self, DefaultVoiceConverter, TargetVoice};
@@ -20,6 +21,7 @@ use crate::pipelines::{ConversionControls, HopModel};
 use crate::runtime::onnx::Device;
 use crate::runtime::RuntimeError;
 use nice_plug::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// Rate of the target reference kept in the plugin state.
@@ -101,6 +103,34 @@ impl VoiceModel {
     /// One line per user voice model that cannot be used, with the reason.
     pub fn user_model_problems() -> Vec<String> {
         convert_rvc::discover_voice_models().iter().filter_map(|m| m.error().map(|why| format!("{}: {why}", m.name))).collect()
+    }
+
+    /// The model's row in the editor's model table (main/GUI thread).
+    pub fn model_row(&self) -> crate::editor::ModelRow {
+        let live_ms = |t: Result<ModelTiming, RuntimeError>| t.ok().map(|t| t.delay as f64 * 1000.0 / t.sample_rate.max(1) as f64);
+        match &self.kind {
+            VoiceModelKind::Default => {
+                let mut row = crate::editor::ModelRow::from_store(&self.name, "voice conversion", crate::pipelines::vocoder_hifigan::MODEL_ID);
+                if row.problem.is_none() {
+                    row.latency_ms = live_ms(self.timing(ConversionMode::Live));
+                    row.licence = format!("vocoder: {}; content model: Manifold's own (GPL-3.0-or-later)", row.licence);
+                    row.source = format!("HiFi-GAN {}; models/content", row.source);
+                }
+                row
+            }
+            VoiceModelKind::UserRvc(m) => {
+                let rate = m.settings.as_ref().ok().map(|s| s.sample_rate);
+                crate::editor::ModelRow::user(&self.name, "voice conversion (user RVC)", &m.onnx, rate, live_ms(self.timing(ConversionMode::Live)), None)
+            }
+        }
+    }
+
+    /// Rows for user voice models that cannot be used, with the reason.
+    pub fn unusable_user_rows() -> Vec<crate::editor::ModelRow> {
+        convert_rvc::discover_voice_models()
+            .iter()
+            .filter_map(|m| m.error().map(|why| crate::editor::ModelRow::user(&m.name, "voice conversion (user RVC)", &m.onnx, None, None, Some(why))))
+            .collect()
     }
 
     /// Timing known without loading the model.
@@ -232,10 +262,20 @@ pub struct VoiceParams {
 
 pub struct Voice {
     params: Arc<VoiceParams>,
+    /// The editor window's size and whether it is open (GUI thread).
+    editor_state: Arc<nice_plug_egui::EguiEditorState>,
+    /// Set by the editor while its window is open (the similarity readout
+    /// only measures then).
+    editor_open: Arc<AtomicBool>,
+    /// The running bridge's shared state, for targets loaded by the editor.
+    shared: Arc<parking_lot::Mutex<Option<Arc<Shared>>>>,
     telemetry: Arc<Telemetry>,
     models: Vec<VoiceModel>,
     bridge: Option<RealtimeBridge>,
     capture: Option<SidechainCapture>,
+    /// Measures how close the output sounds to the target while the editor
+    /// is open.
+    similarity: Option<SimilarityMonitor>,
     bypass_fade: BypassFade,
     /// The same fade, for the output gain (bypass leaves the gain out too).
     gain_bypass_fade: BypassFade,
@@ -269,10 +309,14 @@ impl Default for Voice {
                 target_reference: Arc::new(RwLock::new(Vec::new())),
                 status: common::status_param(telemetry.clone()),
             }),
+            editor_state: crate::editor::voice::default_state(),
+            editor_open: Arc::new(AtomicBool::new(false)),
+            shared: Arc::new(parking_lot::Mutex::new(None)),
             telemetry,
             models,
             bridge: None,
             capture: None,
+            similarity: None,
             bypass_fade: BypassFade::new(48000.0),
             gain_bypass_fade: BypassFade::new(48000.0),
         }
@@ -289,6 +333,65 @@ pub fn learn_target(audio: &[f32], rate: u32) -> Result<Arc<TargetVoice>, String
     };
     let mut content = load().map_err(|e| e.to_string())?;
     TargetVoice::analyse(audio, rate, &mut content).map(Arc::new).map_err(|e| e.to_string())
+}
+
+/// Reads a reference recording and learns the target voice from it
+/// (loader or main thread). Returns the target and the reference as saved
+/// in the plugin state.
+pub fn learn_target_file(path: &std::path::Path) -> Result<(Arc<TargetVoice>, Vec<i16>), String> {
+    let audio = crate::offline::read_audio(path).map_err(|e| e.to_string())?;
+    let channels = audio.channels.len().max(1) as f32;
+    let mono: Vec<f32> = (0..audio.frames()).map(|i| audio.channels.iter().map(|c| c[i]).sum::<f32>() / channels).collect();
+    let target = learn_target(&mono, audio.sample_rate)?;
+    Ok((target, to_saved(&mono, audio.sample_rate)))
+}
+
+/// Loads a target reference file for the editor on a loader thread, so the
+/// GUI never waits. The result goes where a sidechain capture goes: the
+/// plugin state and, while active, the worker.
+#[derive(Clone)]
+pub struct TargetLoader {
+    busy: Arc<AtomicBool>,
+    persist: Arc<RwLock<Vec<i16>>>,
+    /// The running bridge's shared state (set at activation).
+    shared: Arc<parking_lot::Mutex<Option<Arc<Shared>>>>,
+    telemetry: Arc<Telemetry>,
+}
+
+impl TargetLoader {
+    /// GUI thread: whether a file is being learnt now.
+    pub fn busy(&self) -> bool {
+        self.busy.load(Ordering::Acquire)
+    }
+
+    /// GUI thread: starts learning `path`; ignored while busy.
+    pub fn load(&self, path: std::path::PathBuf) {
+        if self.busy.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        let spawned = std::thread::Builder::new().name("manifold-target-loader".into()).spawn(move || {
+            this.telemetry.set_status(format!("Learning the target voice from {} …", path.display()));
+            match learn_target_file(&path) {
+                Ok((target, saved)) => {
+                    let seconds = saved.len() as f64 / SAVED_REFERENCE_RATE as f64;
+                    let pitch = target.pitch.mean_hz();
+                    if let Ok(mut v) = this.persist.write() {
+                        *v = saved;
+                    }
+                    if let Some(shared) = this.shared.lock().as_ref() {
+                        shared.set_target_voice(Some(target));
+                    }
+                    this.telemetry.set_status(format!("Target voice loaded from {} ({seconds:.1} s, median pitch {pitch:.0} Hz)", path.display()));
+                }
+                Err(e) => this.telemetry.set_status(format!("Target voice not set: {}: {e}", path.display())),
+            }
+            this.busy.store(false, Ordering::Release);
+        });
+        if spawned.is_err() {
+            self.busy.store(false, Ordering::Release);
+        }
+    }
 }
 
 /// The reference as saved in the plugin state: 16 kHz, 16-bit, at most
@@ -362,7 +465,7 @@ impl Plugin for Voice {
         },
     ];
 
-    type Editor = ();
+    type Editor = nice_plug_egui::EguiEditor<crate::editor::voice::VoiceEditor>;
     type SysExMessage = ();
     type BackgroundTask = ();
 
@@ -370,9 +473,16 @@ impl Plugin for Voice {
         self.params.clone()
     }
 
+    fn editor(&mut self, _executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
+        let loader = TargetLoader { busy: Arc::new(AtomicBool::new(false)), persist: self.params.target_reference.clone(), shared: self.shared.clone(), telemetry: self.telemetry.clone() };
+        crate::editor::voice::create(self.params.clone(), self.telemetry.clone(), self.models.clone(), loader, self.editor_open.clone(), self.editor_state.clone())
+    }
+
     fn activate(&mut self, layout: &AudioIOLayout, config: &BufferConfig, context: &mut impl ActivateContext<Self>) -> bool {
         let channels = layout.main_output_channels.map_or(2, |c| c.get() as usize);
         let offline = config.process_mode == ProcessMode::Offline;
+        *self.shared.lock() = None;
+        self.similarity = None;
         self.bridge = None;
         self.capture = None;
         let setup = VoiceSetup {
@@ -398,6 +508,8 @@ impl Plugin for Voice {
                     }
                 }
                 self.capture = Some(start_capture(config.sample_rate as u32, bridge.shared().clone(), self.params.target_reference.clone()));
+                *self.shared.lock() = Some(bridge.shared().clone());
+                self.similarity = Some(SimilarityMonitor::start(config.sample_rate as u32, self.telemetry.clone(), self.params.target_reference.clone(), self.editor_open.clone()));
                 self.bridge = Some(bridge);
             }
             Err(e) => {
@@ -421,6 +533,8 @@ impl Plugin for Voice {
     }
 
     fn deactivate(&mut self) {
+        *self.shared.lock() = None;
+        self.similarity = None;
         self.capture = None;
         self.bridge = None;
     }
@@ -449,6 +563,9 @@ impl Plugin for Voice {
         let bypassed = self.params.bypass.value();
         let fade = &mut self.bypass_fade;
         let audio = buffer.as_slice();
+        if let Some(m) = self.similarity.as_mut() {
+            m.push_input(audio);
+        }
         bridge.process(audio, || mix.next() / 100.0, || fade.next(bypassed));
         // Output gain on what leaves the plugin (not while bypassed).
         let gain = &self.params.output_gain.smoothed;
@@ -459,6 +576,10 @@ impl Plugin for Voice {
             for ch in audio.iter_mut().take(channels) {
                 ch[i] *= g;
             }
+        }
+        bridge.meter_output(audio);
+        if let Some(m) = self.similarity.as_mut() {
+            m.push_output(audio);
         }
         ProcessStatus::Normal
     }
