@@ -828,7 +828,7 @@ fn voice_live_reports_its_speed_and_falls_back_to_aligned_dry() {
     }
     let underruns = underruns_in_status(&status);
     if underruns > 0 {
-        assert!(status.contains("real-time factor") || status.contains("underrun"), "underruns without an explanation: '{status}'");
+        assert!(status.contains("real-time factor") || status.contains("underrun") || status.contains("late hops"), "underruns without an explanation: '{status}'");
     }
 }
 
@@ -882,7 +882,7 @@ fn clean_wet_path_is_aligned_and_enhances_speech() {
                 "{rate} Hz channel {c}: SI-SDR {noisy_sdr:.2} -> {enhanced_sdr:.2} dB, less than 5 dB better; status '{status}'"
             );
         }
-        assert!(!status.contains("underrun"), "offline rendering must never underrun: '{status}'");
+        assert_eq!(underruns_in_status(&status), 0, "offline rendering must never underrun: '{status}'");
         plugin.deactivate();
     }
 }
@@ -1076,11 +1076,12 @@ fn argmax(x: &[f64]) -> usize {
     x.iter().enumerate().fold((0, f64::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0
 }
 
-/// "... | 3 underruns (1234 frames dry)" in the status line, or 0.
+/// Late-worker events in the status line: "... | 3 underruns (1234 frames
+/// dry)" or "... | 2 late hops, all within the fade reserve"; 0 if none.
 fn underruns_in_status(status: &str) -> u64 {
     status
         .split(" | ")
-        .filter_map(|part| part.strip_suffix(")").and_then(|p| p.split_once(" underruns (")))
+        .filter_map(|part| part.split_once(" underruns (").or_else(|| part.split_once(" late hops,")))
         .filter_map(|(count, _)| count.trim().parse().ok())
         .next()
         .unwrap_or(0)

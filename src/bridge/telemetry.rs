@@ -268,8 +268,10 @@ impl Telemetry {
             line.push_str(&format!(" | cannot keep up on this machine: real-time factor {rtf:.2}, passing aligned dry audio"));
         }
         let u = self.underrun_events();
-        if u > 0 {
-            line.push_str(&format!(" | {u} underruns ({} frames dry)", self.underrun_frames()));
+        match (u, self.underrun_frames()) {
+            (0, _) => {}
+            (u, 0) => line.push_str(&format!(" | {u} late hops, all within the fade reserve")),
+            (u, f) => line.push_str(&format!(" | {u} underruns ({f} frames dry)")),
         }
         line
     }

@@ -36,7 +36,7 @@ pub const LAYOUT_ENV: &str = "MANIFOLD_EDITOR_LAYOUT";
 pub const METER_REFRESH: Duration = Duration::from_millis(50);
 
 /// Default logical window size; the window is resizable.
-pub const DEFAULT_SIZE: (u32, u32) = (760, 620);
+pub const DEFAULT_SIZE: (u32, u32) = (800, 640);
 pub const MIN_SIZE: Vec2 = Vec2::new(560.0, 420.0);
 
 pub const ACCENT: Color32 = Color32::from_rgb(90, 170, 255);
@@ -281,13 +281,18 @@ impl EditorCommon {
             let (text, colour) = if t.state() != WorkerState::Running || rtf <= 0.0 {
                 ("not running".to_string(), Color32::GRAY)
             } else {
-                (format!("real-time factor {rtf:.2} ({})", if rtf < 0.7 { "fine" } else if rtf <= 1.0 { "tight" } else { "cannot keep up" }), if rtf < 0.7 { GOOD } else if rtf <= 1.0 { WARN } else { BAD })
+                (format!("RTF {rtf:.2}: {}", if rtf < 0.7 { "fine" } else if rtf <= 1.0 { "tight" } else { "cannot keep up" }), if rtf < 0.7 { GOOD } else if rtf <= 1.0 { WARN } else { BAD })
             };
-            ui.add(egui::ProgressBar::new((rtf / 1.5).clamp(0.0, 1.0)).fill(colour).text(text).desired_width(ui.available_width().min(420.0)));
+            ui.add(egui::ProgressBar::new((rtf / 1.5).clamp(0.0, 1.0)).fill(colour).text(text).desired_width(ui.available_width().min(420.0)))
+                .on_hover_text("Worker time per second of audio (real-time factor); above 1 the model cannot keep up live");
             ui.end_row();
             ui.label("Underruns");
             let u = t.underrun_events();
-            let line = if u == 0 { "none".to_string() } else { format!("{u} (output faded to aligned dry for {} frames)", t.underrun_frames()) };
+            let line = match (u, t.underrun_frames()) {
+                (0, _) => "none".to_string(),
+                (u, 0) => format!("{u} late, all within the fade reserve (no dry frames)"),
+                (u, f) => format!("{u} ({f} frames of aligned dry)"),
+            };
             ui.label(RichText::new(line).color(if u == 0 { GOOD } else { WARN }));
             ui.end_row();
             let (faults, fixed) = (t.model_faults(), t.sanitized_samples());
@@ -332,18 +337,18 @@ impl EditorCommon {
     pub fn model_table(&mut self, ui: &mut egui::Ui, rows: &[ModelRow], selected: usize) -> (Option<usize>, Vec<egui::Rect>) {
         let mut clicked = None;
         let mut rects = Vec::with_capacity(rows.len());
-        egui::Grid::new("models").num_columns(6).spacing([12.0, 4.0]).striped(true).show(ui, |ui| {
-            for h in ["Model", "Task", "Rate", "Latency", "Licence", "Source"] {
+        egui::Grid::new("models").num_columns(5).spacing([12.0, 4.0]).striped(true).show(ui, |ui| {
+            for h in ["Model", "Task", "Rate", "Latency", "Licence"] {
                 ui.label(RichText::new(h).strong());
             }
             ui.end_row();
             for (i, row) in rows.iter().enumerate() {
                 let text = if row.problem.is_some() { RichText::new(&row.name).color(Color32::GRAY) } else { RichText::new(&row.name) };
-                let r = ui.selectable_label(i == selected, text);
-                let r = match &row.problem {
-                    Some(p) => r.on_hover_text(p),
-                    None => r,
+                let hover = match &row.problem {
+                    Some(p) => format!("{p}\nSource: {}", row.source),
+                    None => format!("Source: {}", row.source),
                 };
+                let r = ui.selectable_label(i == selected, text).on_hover_text(hover);
                 if r.clicked() {
                     clicked = Some(i);
                 }
@@ -351,11 +356,16 @@ impl EditorCommon {
                 ui.label(&row.task);
                 ui.label(row.sample_rate.map_or("-".into(), |r| format!("{:.1} kHz", r as f64 / 1000.0)));
                 ui.label(row.latency_ms.map_or("-".into(), |l| format!("{l:.0} ms")));
-                ui.label(&row.licence);
-                ui.add(egui::Label::new(RichText::new(&row.source).small()).truncate()).on_hover_text(&row.source);
+                ui.label(RichText::new(&row.licence).small());
                 ui.end_row();
             }
         });
+        if let Some(row) = rows.get(selected) {
+            ui.label(RichText::new(format!("Source of the selected model: {}", row.source)).small().weak());
+        }
+        for row in rows.iter().filter(|r| r.problem.is_some()) {
+            ui.label(RichText::new(format!("{}: {}", row.name, row.problem.as_deref().unwrap_or(""))).small().color(WARN));
+        }
         (clicked, rects)
     }
 
@@ -364,7 +374,7 @@ impl EditorCommon {
     /// A labelled slider (drag, double-click for default, ctrl-click to type).
     pub fn slider<P: Param>(&mut self, ui: &mut egui::Ui, setter: &ParamSetter, param: &P) {
         ui.label(param.name());
-        let r = ui.add(ParamSlider::for_param(param, setter).with_width(220.0));
+        let r = ui.add(ParamSlider::for_param(param, setter).with_width(170.0));
         self.map.record(param, "slider", None, r.rect);
     }
 
@@ -384,7 +394,7 @@ impl EditorCommon {
     /// A switch: one click toggles, as one undoable gesture.
     pub fn toggle(&mut self, ui: &mut egui::Ui, setter: &ParamSetter, param: &BoolParam, label: &str) {
         let on = param.value();
-        let r = ui.selectable_label(on, if on { format!("● {label}") } else { format!("○ {label}") });
+        let r = ui.selectable_label(on, label);
         if r.clicked() {
             setter.begin_set_parameter(param);
             setter.set_parameter(param, !on);
@@ -471,7 +481,7 @@ pub fn advice(state: WorkerState, line: &str) -> (Color32, Option<&'static str>)
     if l.contains("cannot keep up") {
         return (WARN, Some("This machine is too slow for this model live: you hear the aligned dry signal. Try a lighter model or the GPU, close other work, or render offline (the host's offline render or the `manifold` CLI)."));
     }
-    if l.contains("underrun") {
+    if l.contains("underrun") || l.contains("late hops") {
         return (WARN, Some("The model was late a few times and the output faded to dry for a moment; a larger host buffer or a lighter model helps."));
     }
     if l.contains("target voice not set") || l.contains("needs a target") {

@@ -21,8 +21,11 @@ pub struct StemsEditor {
     /// Names of the aux outputs, one per stem (empty: remix only).
     aux_outputs: &'static [&'static str],
     /// Latency of each live setting and of offline rendering at the
-    /// current rate and block, in samples (`None` until activated).
-    latencies: Option<LatencyTable>,
+    /// current rate and block, in samples; computed on a helper thread
+    /// (planning a setting takes a while) and `None` until known.
+    latencies: Arc<parking_lot::Mutex<Option<LatencyTable>>>,
+    /// The (rate, block) the table was last asked for.
+    latencies_for: Option<(f32, usize)>,
     plugin_name: &'static str,
 }
 
@@ -38,7 +41,7 @@ struct LatencyTable {
 pub fn create(plugin_name: &'static str, params: Arc<StemsParams>, telemetry: Arc<Telemetry>, models: Vec<StemsModel>, aux_outputs: &'static [&'static str], state: Arc<EguiEditorState>) -> Option<EguiEditor<StemsEditor>> {
     let common = EditorCommon::new(telemetry, params.as_ref(), "stems");
     let rows = model_rows(&models);
-    let app = StemsEditor { params, common, models, rows, aux_outputs, latencies: None, plugin_name };
+    let app = StemsEditor { params, common, models, rows, aux_outputs, latencies: Arc::default(), latencies_for: None, plugin_name };
     create_egui_editor(state, RepaintNotifier::new(), super::settings(plugin_name), app)
 }
 
@@ -55,22 +58,24 @@ pub fn model_rows(models: &[StemsModel]) -> Vec<ModelRow> {
 }
 
 impl StemsEditor {
+    /// Starts computing the latency table when the activation changed
+    /// (GUI thread; the work runs on its own thread).
     fn update_latencies(&mut self) {
         let Some((plan, rate)) = self.common.telemetry.latency_plan() else { return };
-        if self.latencies.is_some_and(|l| l.rate == rate && l.block == plan.block) {
+        if self.latencies_for == Some((rate, plan.block)) {
             return;
         }
-        let total = |mode| {
-            StemsSetup { sample_rate: rate, channels: 2, max_block: plan.block, mode, models: self.models.clone(), initial_model: 0, device: Device::Cpu }
-                .latency_plan()
-                .ok()
-                .map(|p| p.total)
-        };
-        self.latencies = Some(LatencyTable {
-            rate,
-            block: plan.block,
-            live: LiveQuality::ALL.map(|q| total(SeparationMode::Live(q))),
-            offline: total(SeparationMode::Offline),
+        self.latencies_for = Some((rate, plan.block));
+        let (models, slot, block) = (self.models.clone(), self.latencies.clone(), plan.block);
+        let _ = std::thread::Builder::new().name("manifold-stems-latencies".into()).spawn(move || {
+            let total = |mode| {
+                StemsSetup { sample_rate: rate, channels: 2, max_block: block, mode, models: models.clone(), initial_model: 0, device: Device::Cpu }
+                    .latency_plan()
+                    .ok()
+                    .map(|p| p.total)
+            };
+            let table = LatencyTable { rate, block, live: LiveQuality::ALL.map(|q| total(SeparationMode::Live(q))), offline: total(SeparationMode::Offline) };
+            *slot.lock() = Some(table);
         });
     }
 }
@@ -86,7 +91,9 @@ impl NiceEguiApp for StemsEditor {
         self.update_latencies();
         let params = self.params.clone();
         let rows = self.rows.clone();
-        let (aux, lat, name) = (self.aux_outputs, self.latencies, self.plugin_name);
+        let lat = *self.latencies.lock();
+        let lat = lat.filter(|l| Some((l.rate, l.block)) == self.latencies_for);
+        let (aux, name) = (self.aux_outputs, self.plugin_name);
         let selected = (params.model.value().max(0) as usize).min(self.models.len().saturating_sub(1));
         let stem_names: [String; STEM_COUNT] = self.models.get(selected).map(|m| m.stems.clone()).unwrap_or_else(|| std::array::from_fn(|s| format!("Stem {}", s + 1)));
         let needs_target = self.models.get(selected).is_some_and(StemsModel::needs_target);
@@ -94,24 +101,25 @@ impl NiceEguiApp for StemsEditor {
         self.common.frame(ui, |ui, setter, c| {
             c.header(ui, name, "source separation");
             ui.separator();
+            ui.label(RichText::new("Mixer").strong());
+            egui::Grid::new("mixer").num_columns(5).spacing([10.0, 6.0]).show(ui, |ui| {
+                for (s, stem) in params.stems.iter().enumerate() {
+                    ui.label(RichText::new(&stem_names[s]).strong());
+                    let r = ui.add(nice_plug_egui::widgets::ParamSlider::for_param(&stem.gain, setter).with_width(160.0));
+                    c.map_slider(&stem.gain, r.rect);
+                    c.toggle(ui, setter, &stem.solo, "Solo");
+                    c.toggle(ui, setter, &stem.mute, "Mute");
+                    ui.label(RichText::new(match aux.get(s) {
+                        Some(out) => format!("aux out {}: {out}", s + 1),
+                        None => "remix only".into(),
+                    }).small());
+                    ui.end_row();
+                }
+            });
+            ui.label(RichText::new("The main output is the remix; the aux outputs carry each stem as separated (before the mixer).").small().weak());
+            ui.separator();
             ui.columns(2, |cols| {
                 let ui = &mut cols[0];
-                ui.label(RichText::new("Mixer").strong());
-                egui::Grid::new("mixer").num_columns(5).spacing([8.0, 6.0]).show(ui, |ui| {
-                    for (s, stem) in params.stems.iter().enumerate() {
-                        ui.label(RichText::new(&stem_names[s]).strong());
-                        let r = ui.add(nice_plug_egui::widgets::ParamSlider::for_param(&stem.gain, setter).with_width(130.0));
-                        c.map_slider(&stem.gain, r.rect);
-                        c.toggle(ui, setter, &stem.solo, "Solo");
-                        c.toggle(ui, setter, &stem.mute, "Mute");
-                        ui.label(RichText::new(match aux.get(s) {
-                            Some(out) => format!("→ aux out {}: {out}", s + 1),
-                            None => "remix only".into(),
-                        }).small());
-                        ui.end_row();
-                    }
-                });
-                ui.label(RichText::new("The main output is the remix; the aux outputs carry each stem as separated (before the mixer).").small().weak());
                 egui::Grid::new("stems-controls").num_columns(2).spacing([10.0, 6.0]).show(ui, |ui| {
                     c.slider(ui, setter, &params.mix);
                     ui.end_row();

@@ -82,7 +82,7 @@ impl NiceEguiApp for VoiceEditor {
                     c.map.record_action("load-target", r.rect);
                 });
                 c.toggle(ui, setter, &params.capture, "Capture from sidechain");
-                ui.label(RichText::new("Switch Capture on, play 10 s or more of the target voice alone into the sidechain, switch it off.").small().weak());
+                ui.label(RichText::new("Switch Capture on, play 3 s or more (10 s or more is better) of the target voice alone into the sidechain, switch it off.").small().weak());
                 ui.add_space(6.0);
                 egui::Grid::new("voice-controls").num_columns(2).spacing([10.0, 6.0]).show(ui, |ui| {
                     c.slider(ui, setter, &params.strength);

@@ -113,7 +113,7 @@ impl VoiceModel {
                 let mut row = crate::editor::ModelRow::from_store(&self.name, "voice conversion", crate::pipelines::vocoder_hifigan::MODEL_ID);
                 if row.problem.is_none() {
                     row.latency_ms = live_ms(self.timing(ConversionMode::Live));
-                    row.licence = format!("vocoder: {}; content model: Manifold's own (GPL-3.0-or-later)", row.licence);
+                    row.licence = format!("{} (vocoder) + GPL-3.0-or-later (content model, Manifold's own)", row.licence);
                     row.source = format!("HiFi-GAN {}; models/content", row.source);
                 }
                 row

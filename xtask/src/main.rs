@@ -114,10 +114,33 @@ fn test(root: &Path) -> Result<()> {
     bundle(root, &["manifold".into()])?;
     let py = venv::python(root)?;
     run(Command::new(&py).arg("xtask/py/make_speech_set.py").arg(root.join("target/testdata")))?;
-    // Ring 1 and 2: unit tests, in-process CLAP host tests, fault tests.
+    // The editor test (tests/editor.rs) opens each editor in Xvfb.
+    ensure_xvfb()?;
+    // Ring 1 and 2: unit tests, in-process CLAP host tests, editor and fault tests.
     run(Command::new("cargo").args(["test", "--workspace"]))?;
     // Ring 3: a real third-party VST3 host.
     run(Command::new(&py).arg("tests/pedalboard_host.py").arg(root.join("target/bundled/Manifold.vst3")).arg(root.join("target/testdata")))?;
+    Ok(())
+}
+
+/// Installs Xvfb (Debian/Ubuntu: apt package `xvfb`) when it is not on
+/// PATH, with Mesa's software OpenGL (the editors draw with OpenGL);
+/// Linux only.
+fn ensure_xvfb() -> Result<()> {
+    let on_path = std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join("Xvfb").is_file()));
+    if !cfg!(target_os = "linux") || on_path {
+        return Ok(());
+    }
+    eprintln!("xtask test: Xvfb is missing; installing it for the editor test (apt-get install xvfb)");
+    let install = || {
+        let mut cmd = Command::new("apt-get");
+        cmd.args(["install", "-y", "-qq", "xvfb", "libgl1-mesa-dri", "libglx-mesa0"]).env("DEBIAN_FRONTEND", "noninteractive");
+        cmd
+    };
+    if !install().status().is_ok_and(|s| s.success()) {
+        run(Command::new("apt-get").args(["update", "-qq"])).context("apt-get update (installing Xvfb needs root)")?;
+        run(&mut install()).context("installing Xvfb (apt package xvfb) for the editor test")?;
+    }
     Ok(())
 }
 
