@@ -539,9 +539,23 @@ mod tests {
     }
 
     #[test]
-    fn advice_names_the_fix() {
-        let (_, a) = advice(WorkerState::Failed, "Clean: ONNX Runtime library not found (looked in: x); run `cargo xtask models`");
-        assert!(a.unwrap().contains("cargo xtask models"));
+    fn advice_names_the_fix_for_every_runtime_error() {
+        use crate::runtime::RuntimeError as E;
+        let p = std::path::PathBuf::from("/x/model.onnx");
+        let cases = [
+            (E::LibraryMissing { searched: "/a".into() }, "cargo xtask models"),
+            (E::LibraryLoad { path: p.clone(), reason: "bad ELF".into() }, "ONNX Runtime"),
+            (E::ModelMissing { id: "gtcrn".into(), searched: "/a".into() }, "not installed"),
+            (E::ManifestInvalid { id: "gtcrn".into(), path: p.clone(), reason: "x".into() }, "reinstall"),
+            (E::ModelCorrupt { path: p.clone(), reason: "x".into() }, "reinstall"),
+            (E::ModelSignature { path: p.clone(), reason: "x".into() }, "reinstall"),
+        ];
+        for (error, fix) in cases {
+            // The worker's status line: "<Plugin>: <error>".
+            let (colour, a) = advice(WorkerState::Failed, &format!("Clean: {error}"));
+            assert_eq!(colour, BAD, "{error}");
+            assert!(a.is_some_and(|a| a.contains(fix)), "{error}: {a:?}");
+        }
         let (c, a) = advice(WorkerState::Running, "Voice running | cannot keep up on this machine: real-time factor 1.39");
         assert_eq!(c, WARN);
         assert!(a.unwrap().contains("offline"));
