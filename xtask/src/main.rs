@@ -152,6 +152,11 @@ fn bench(root: &Path) -> Result<()> {
     // Stems: SDR against latency, live load, 60-minute offline speed/memory.
     run(Command::new("cargo").args(["build", "--release", "--bin", "manifold"]))?;
     run(Command::new("cargo").args(["bench", "--bench", "stems"]))?;
+    // Editor open vs closed: the audio thread's cost, through the release
+    // CLAP bundle in Xvfb.
+    ensure_xvfb()?;
+    bundle(root, &["manifold".into(), "--release".into()])?;
+    run(Command::new("cargo").args(["bench", "--bench", "editor"]))?;
     bench_voice(root)
 }
 
