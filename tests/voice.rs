@@ -323,3 +323,49 @@ fn unusable_references_are_refused_with_a_reason() {
     let e = TargetVoice::analyse(&noise, 22050, &mut content).err().expect("noise accepted");
     assert!(matches!(e, TargetError::NoVoice), "{e}");
 }
+
+/// The editor's "Load" path: a stereo 44.1 kHz recording is learnt on the
+/// loader thread and saved as the plugin's 16 kHz reference; a file that
+/// cannot be read leaves the reference alone and says why.
+#[test]
+fn target_loader_learns_a_file_and_keeps_it_for_the_project() {
+    use manifold::bridge::Telemetry;
+    use manifold::plugins::voice::{TargetLoader, SAVED_REFERENCE_RATE};
+    use std::sync::RwLock;
+    if model_dirs().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reference.wav");
+    let voice = speak(HIGH, 4.0, 44100, 7);
+    let spec = hound::WavSpec { channels: 2, sample_rate: 44100, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+    let mut w = hound::WavWriter::create(&path, spec).unwrap();
+    for v in &voice {
+        w.write_sample(*v).unwrap();
+        w.write_sample(*v * 0.5).unwrap();
+    }
+    w.finalize().unwrap();
+
+    let persist = Arc::new(RwLock::new(Vec::new()));
+    let telemetry = Arc::new(Telemetry::default());
+    let loader = TargetLoader::new(persist.clone(), Arc::new(parking_lot::Mutex::new(None)), telemetry.clone());
+    let wait = |loader: &TargetLoader| {
+        let start = std::time::Instant::now();
+        while loader.busy() {
+            assert!(start.elapsed().as_secs() < 60, "the loader thread never finished");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    loader.load(dir.path().join("missing.wav"));
+    wait(&loader);
+    assert!(telemetry.status_line().contains("Target voice not set"), "{}", telemetry.status_line());
+    assert!(persist.read().unwrap().is_empty());
+
+    loader.load(path);
+    wait(&loader);
+    let status = telemetry.status_line();
+    assert!(status.contains("Target voice loaded"), "{status}");
+    let saved = persist.read().unwrap().len() as f64 / SAVED_REFERENCE_RATE as f64;
+    assert!((saved - 4.0).abs() < 0.05, "saved {saved:.2} s of reference");
+    println!("target loader: {status}");
+}

@@ -359,6 +359,12 @@ pub struct TargetLoader {
 }
 
 impl TargetLoader {
+    /// `persist`: the plugin's saved reference; `shared`: the running
+    /// bridge's shared state, when active (main thread).
+    pub fn new(persist: Arc<RwLock<Vec<i16>>>, shared: Arc<parking_lot::Mutex<Option<Arc<Shared>>>>, telemetry: Arc<Telemetry>) -> Self {
+        Self { busy: Arc::new(AtomicBool::new(false)), persist, shared, telemetry }
+    }
+
     /// GUI thread: whether a file is being learnt now.
     pub fn busy(&self) -> bool {
         self.busy.load(Ordering::Acquire)
@@ -474,7 +480,7 @@ impl Plugin for Voice {
     }
 
     fn editor(&mut self, _executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
-        let loader = TargetLoader { busy: Arc::new(AtomicBool::new(false)), persist: self.params.target_reference.clone(), shared: self.shared.clone(), telemetry: self.telemetry.clone() };
+        let loader = TargetLoader::new(self.params.target_reference.clone(), self.shared.clone(), self.telemetry.clone());
         crate::editor::voice::create(self.params.clone(), self.telemetry.clone(), self.models.clone(), loader, self.editor_open.clone(), self.editor_state.clone())
     }
 
