@@ -252,7 +252,7 @@ impl EditorCommon {
         ui.horizontal(|ui| {
             ui.heading(RichText::new(title).strong());
             ui.label(RichText::new(what).weak());
-            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| zoom_buttons(ui));
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), zoom_buttons);
         });
         let line = self.telemetry.status_line();
         let state = self.telemetry.state();
