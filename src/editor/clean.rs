@@ -1,7 +1,7 @@
 //! Manifold Clean's editor (GUI thread): model, attenuation limit, mix,
 //! post-filter, device, and a live trace of how much the plugin removes.
 
-use super::{set_once, EditorCommon, ModelRow};
+use super::{EditorCommon, ModelRow};
 use crate::bridge::Telemetry;
 use crate::plugins::clean::{CleanModel, CleanParams};
 use crate::plugins::common::DeviceChoice;
@@ -99,19 +99,8 @@ impl NiceEguiApp for CleanEditor {
                 });
                 c.meters(ui);
             });
-            ui.separator();
-            ui.label(RichText::new("Model").strong());
             let selected = params.model.value().index();
-            let (clicked, rects) = c.model_table(ui, &models, selected);
-            if let Some(&m) = clicked.and_then(|i| CleanModel::ALL.get(i)) {
-                set_once(setter, &params.model, m);
-            }
-            for (&m, rect) in CleanModel::ALL.iter().zip(rects) {
-                c.record_option(&params.model, m, rect);
-            }
-            ui.separator();
-            ui.label(RichText::new("Latency").strong());
-            c.latency_split(ui);
+            c.model_and_latency(ui, setter, &params.model, &models, selected, |i| CleanModel::ALL.get(i).copied());
         });
     }
 }

@@ -369,6 +369,26 @@ impl EditorCommon {
         (clicked, rects)
     }
 
+    /// The "Model" and "Latency" sections every editor ends with. Row `i`
+    /// of `rows` selects `value_of(i)` of the model parameter (`None`: a
+    /// model listed only to say why it cannot be used).
+    pub fn model_and_latency<P: Param>(&mut self, ui: &mut egui::Ui, setter: &ParamSetter, param: &P, rows: &[ModelRow], selected: usize, value_of: impl Fn(usize) -> Option<P::Plain>) {
+        ui.separator();
+        ui.label(RichText::new("Model").strong());
+        let (clicked, rects) = self.model_table(ui, rows, selected);
+        if let Some(v) = clicked.and_then(&value_of) {
+            set_once(setter, param, v);
+        }
+        for (i, rect) in rects.into_iter().enumerate() {
+            if let Some(v) = value_of(i) {
+                self.record_option(param, v, rect);
+            }
+        }
+        ui.separator();
+        ui.label(RichText::new("Latency").strong());
+        self.latency_split(ui);
+    }
+
     // -- parameter widgets -------------------------------------------------
 
     /// A labelled slider (drag, double-click for default, ctrl-click to type).

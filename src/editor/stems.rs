@@ -163,19 +163,8 @@ impl NiceEguiApp for StemsEditor {
                     ui.label(if enrolled { "a target voice is enrolled" } else { "no target voice yet: play 3 s or more of the voice alone into the sidechain while Capture is on" });
                 });
             }
-            ui.separator();
-            ui.label(RichText::new("Model").strong());
             // Rows past the plugin's models are user models it cannot use.
-            let (clicked, rects) = c.model_table(ui, &rows, selected);
-            if let Some(i) = clicked.filter(|&i| i < usable) {
-                set_once(setter, &params.model, i as i32);
-            }
-            for (i, rect) in rects.into_iter().enumerate().take(usable) {
-                c.record_option(&params.model, i as i32, rect);
-            }
-            ui.separator();
-            ui.label(RichText::new("Latency").strong());
-            c.latency_split(ui);
+            c.model_and_latency(ui, setter, &params.model, &rows, selected, |i| (i < usable).then_some(i as i32));
         });
     }
 }

@@ -3,7 +3,7 @@
 //! model, device, and how close the output sounds to the target (speaker
 //! embedding cosine, measured in the background while the window is open).
 
-use super::{set_once, EditorCommon, ModelRow};
+use super::{EditorCommon, ModelRow};
 use crate::bridge::Telemetry;
 use crate::plugins::common::DeviceChoice;
 use crate::plugins::voice::{TargetLoader, VoiceModel, VoiceParams};
@@ -121,18 +121,8 @@ impl NiceEguiApp for VoiceEditor {
                 ui.add_space(6.0);
                 c.meters(ui);
             });
-            ui.separator();
-            ui.label(RichText::new("Model").strong());
-            let (clicked, rects) = c.model_table(ui, &rows, selected);
-            if let Some(i) = clicked.filter(|&i| i < usable) {
-                set_once(setter, &params.model, i as i32);
-            }
-            for (i, rect) in rects.into_iter().enumerate().take(usable) {
-                c.record_option(&params.model, i as i32, rect);
-            }
-            ui.separator();
-            ui.label(RichText::new("Latency").strong());
-            c.latency_split(ui);
+            // Rows past the plugin's models are user models it cannot use.
+            c.model_and_latency(ui, setter, &params.model, &rows, selected, |i| (i < usable).then_some(i as i32));
         });
     }
 }
