@@ -83,12 +83,12 @@ use crate::dsp::pitch::{PitchTracker, F0_MAX_HZ, F0_MIN_HZ};
 use crate::dsp::resample::ChunkResampler;
 use crate::dsp::sanitize::all_finite;
 use crate::runtime::onnx::{open_session_with_threads, Device};
+use crate::runtime::sidecar::{extension, invalid, is_onnx, sorted_dir, Fields, Raw};
 use crate::runtime::RuntimeError;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{TensorElementType, TensorRef, ValueType};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fmt::Display;
 use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 
@@ -141,99 +141,8 @@ pub struct RvcSidecar {
     pub source: Option<String>,
 }
 
-#[derive(Debug, Clone)]
-enum Raw {
-    Int(i64),
-    Float(f64),
-    Text(String),
-    Bool(bool),
-    Other(&'static str),
-}
-
-impl Raw {
-    fn from_json(v: &serde_json::Value) -> Self {
-        use serde_json::Value as J;
-        match v {
-            J::Number(n) => n.as_i64().map(Raw::Int).unwrap_or_else(|| Raw::Float(n.as_f64().unwrap_or(f64::NAN))),
-            J::String(s) => Raw::Text(s.clone()),
-            J::Bool(b) => Raw::Bool(*b),
-            J::Null => Raw::Other("null"),
-            J::Array(_) => Raw::Other("a list"),
-            J::Object(_) => Raw::Other("a table"),
-        }
-    }
-
-    fn from_toml(v: &toml::Value) -> Self {
-        use toml::Value as T;
-        match v {
-            T::Integer(i) => Raw::Int(*i),
-            T::Float(f) => Raw::Float(*f),
-            T::String(s) => Raw::Text(s.clone()),
-            T::Boolean(b) => Raw::Bool(*b),
-            T::Datetime(_) => Raw::Other("a date"),
-            T::Array(_) => Raw::Other("a list"),
-            T::Table(_) => Raw::Other("a table"),
-        }
-    }
-
-    fn shown(&self) -> String {
-        match self {
-            Raw::Int(i) => i.to_string(),
-            Raw::Float(f) => f.to_string(),
-            Raw::Text(s) => format!("{s:?}"),
-            Raw::Bool(b) => b.to_string(),
-            Raw::Other(w) => (*w).to_string(),
-        }
-    }
-}
-
-fn invalid(path: &Path, reason: String) -> RuntimeError {
-    let id = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    RuntimeError::ManifestInvalid { id, path: path.to_path_buf(), reason }
-}
-
 fn file_name(p: &Path) -> String {
     p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| p.display().to_string())
-}
-
-fn extension(p: &Path) -> Option<String> {
-    p.extension().map(|e| e.to_string_lossy().to_ascii_lowercase())
-}
-
-struct Fields<'a> {
-    map: &'a BTreeMap<String, Raw>,
-    path: &'a Path,
-}
-
-impl Fields<'_> {
-    fn bad(&self, key: &str, why: impl Display) -> RuntimeError {
-        invalid(self.path, format!("key `{key}` {why}"))
-    }
-    fn uint(&self, key: &str) -> Result<Option<u64>, RuntimeError> {
-        match self.map.get(key) {
-            None => Ok(None),
-            Some(Raw::Int(i)) if *i >= 0 => Ok(Some(*i as u64)),
-            Some(Raw::Float(f)) if f.fract() == 0.0 && *f >= 0.0 && *f < 1e12 => Ok(Some(*f as u64)),
-            Some(v @ Raw::Text(_)) => Err(self.bad(key, format!("must be a whole number without quotes, not {}", v.shown()))),
-            Some(v) => Err(self.bad(key, format!("must be a whole number of at least 0, not {}", v.shown()))),
-        }
-    }
-    fn text(&self, key: &str) -> Result<Option<String>, RuntimeError> {
-        match self.map.get(key) {
-            None => Ok(None),
-            Some(Raw::Text(s)) => Ok(Some(s.trim().to_string())),
-            Some(v) => Err(self.bad(key, format!("must be text in quotes, not {}", v.shown()))),
-        }
-    }
-    fn boolean(&self, key: &str) -> Result<Option<bool>, RuntimeError> {
-        match self.map.get(key) {
-            None => Ok(None),
-            Some(Raw::Bool(b)) => Ok(Some(*b)),
-            Some(Raw::Int(0)) => Ok(Some(false)),
-            Some(Raw::Int(1)) => Ok(Some(true)),
-            Some(v) => Err(self.bad(key, format!("must be true or false (without quotes), not {}", v.shown()))),
-        }
-    }
 }
 
 impl RvcSidecar {
@@ -543,16 +452,6 @@ pub fn discover_voice_models_in(dirs: &[PathBuf]) -> Vec<RvcModelEntry> {
         .collect();
     out.sort_by(|a, b| (a.name.to_lowercase(), &a.name, &a.onnx).cmp(&(b.name.to_lowercase(), &b.name, &b.onnx)));
     out
-}
-
-fn sorted_dir(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
-    v.sort();
-    v
-}
-
-fn is_onnx(p: &Path) -> bool {
-    p.is_file() && extension(p).as_deref() == Some("onnx")
 }
 
 /// The entry for one voice model file (header already read).
@@ -1319,7 +1218,7 @@ impl HopModel for RvcVoice {
     /// model is its own target).
     fn set_conversion(&mut self, controls: &super::ConversionControls) {
         self.set_transpose(controls.transpose_semitones);
-        if controls.speaker_id >= 0 && controls.speaker_id as i64 != self.speaker {
+        if controls.speaker_id >= 0 && controls.speaker_id != self.speaker {
             let _ = self.set_speaker(controls.speaker_id as u32);
         }
     }

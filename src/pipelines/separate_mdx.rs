@@ -27,12 +27,12 @@
 use super::separate_window::{SpectrogramNet, WindowPlan, WindowedSeparator};
 use super::stream::ModelTiming;
 use crate::runtime::onnx::{open_session_with_threads, Device};
+use crate::runtime::sidecar::{extension, invalid, is_onnx, sorted_dir, Fields, Raw};
 use crate::runtime::{store, RuntimeError};
 use ort::session::Session;
 use ort::value::{Outlet, TensorElementType, TensorRef, ValueType};
 use realfft::num_complex::Complex32;
 use std::collections::BTreeMap;
-use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
 /// Extra user models folders (a path list, like `PATH`), searched first.
@@ -250,104 +250,7 @@ pub fn other_stem_name(primary: &str) -> String {
     }
 }
 
-fn invalid(path: &Path, reason: String) -> RuntimeError {
-    let id = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    RuntimeError::ManifestInvalid { id, path: path.to_path_buf(), reason }
-}
-
-fn extension(path: &Path) -> Option<String> {
-    path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase())
-}
-
-/// One sidecar value, whatever the file format.
-#[derive(Debug, Clone)]
-enum Raw {
-    Int(i64),
-    Float(f64),
-    Text(String),
-    Bool(bool),
-    Other(&'static str),
-}
-
-impl Raw {
-    fn from_json(v: &serde_json::Value) -> Self {
-        use serde_json::Value as J;
-        match v {
-            J::Number(n) => n.as_i64().map(Raw::Int).unwrap_or_else(|| Raw::Float(n.as_f64().unwrap_or(f64::NAN))),
-            J::String(s) => Raw::Text(s.clone()),
-            J::Bool(b) => Raw::Bool(*b),
-            J::Null => Raw::Other("null"),
-            J::Array(_) => Raw::Other("a list"),
-            J::Object(_) => Raw::Other("a table"),
-        }
-    }
-
-    fn from_toml(v: &toml::Value) -> Self {
-        use toml::Value as T;
-        match v {
-            T::Integer(i) => Raw::Int(*i),
-            T::Float(f) => Raw::Float(*f),
-            T::String(s) => Raw::Text(s.clone()),
-            T::Boolean(b) => Raw::Bool(*b),
-            T::Datetime(_) => Raw::Other("a date"),
-            T::Array(_) => Raw::Other("a list"),
-            T::Table(_) => Raw::Other("a table"),
-        }
-    }
-
-    fn shown(&self) -> String {
-        match self {
-            Raw::Int(i) => i.to_string(),
-            Raw::Float(f) => f.to_string(),
-            Raw::Text(s) => format!("{s:?}"),
-            Raw::Bool(b) => b.to_string(),
-            Raw::Other(what) => (*what).to_string(),
-        }
-    }
-}
-
-struct Fields<'a> {
-    map: &'a BTreeMap<String, Raw>,
-    path: &'a Path,
-}
-
 impl Fields<'_> {
-    fn bad(&self, key: &str, why: impl Display) -> RuntimeError {
-        invalid(self.path, format!("key `{key}` {why}"))
-    }
-
-    fn missing(&self, what: &str) -> RuntimeError {
-        invalid(self.path, format!("missing key {what}"))
-    }
-
-    fn uint(&self, key: &str) -> Result<Option<u64>, RuntimeError> {
-        match self.map.get(key) {
-            None => Ok(None),
-            Some(Raw::Int(i)) if *i >= 0 => Ok(Some(*i as u64)),
-            Some(Raw::Float(f)) if f.fract() == 0.0 && *f >= 0.0 && *f < 1e12 => Ok(Some(*f as u64)),
-            Some(v @ Raw::Text(_)) => Err(self.bad(key, format!("must be a whole number without quotes, not {}", v.shown()))),
-            Some(v) => Err(self.bad(key, format!("must be a whole number of at least 0, not {}", v.shown()))),
-        }
-    }
-
-    fn number(&self, key: &str) -> Result<Option<f64>, RuntimeError> {
-        match self.map.get(key) {
-            None => Ok(None),
-            Some(Raw::Int(i)) => Ok(Some(*i as f64)),
-            Some(Raw::Float(f)) => Ok(Some(*f)),
-            Some(v @ Raw::Text(_)) => Err(self.bad(key, format!("must be a number without quotes, not {}", v.shown()))),
-            Some(v) => Err(self.bad(key, format!("must be a number, not {}", v.shown()))),
-        }
-    }
-
-    fn text(&self, key: &str) -> Result<Option<String>, RuntimeError> {
-        match self.map.get(key) {
-            None => Ok(None),
-            Some(Raw::Text(s)) => Ok(Some(s.trim().to_string())),
-            Some(v) => Err(self.bad(key, format!("must be text in quotes, not {}", v.shown()))),
-        }
-    }
-
     /// A whole number that may be written our way or UVR's way.
     fn either(&self, (ours, uvr): (&'static str, &'static str)) -> Result<Option<(u64, &'static str)>, RuntimeError> {
         match (self.uint(ours)?, self.uint(uvr)?) {
@@ -501,16 +404,6 @@ pub fn discover_in(dirs: &[PathBuf]) -> Vec<UserModelEntry> {
     let mut entries: Vec<UserModelEntry> = files.iter().map(|p| UserModelEntry::from_onnx(p)).collect();
     entries.sort_by(|a, b| (a.name.to_lowercase(), &a.name, &a.onnx).cmp(&(b.name.to_lowercase(), &b.name, &b.onnx)));
     entries
-}
-
-fn sorted_dir(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
-    v.sort();
-    v
-}
-
-fn is_onnx(p: &Path) -> bool {
-    p.is_file() && extension(p).as_deref() == Some("onnx")
 }
 
 // ---------------------------------------------------------------------------

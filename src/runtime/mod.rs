@@ -3,6 +3,7 @@
 //! Main/worker threads only: nothing here may be called from the audio thread.
 
 pub mod onnx;
+pub mod sidecar;
 pub mod store;
 
 use std::path::PathBuf;
