@@ -133,6 +133,23 @@ impl HostRateStream {
         Ok(build_parts(timing, host_rate, channels, channels)?.latency)
     }
 
+    /// One latency for a plugin that can switch between models with these
+    /// timings: the largest stream delay of them all (so switching never
+    /// changes what the host was told), and the longest model hop in host
+    /// samples (rounded up). `None` when there are no timings. Main thread.
+    pub fn common_latency(timings: impl IntoIterator<Item = ModelTiming>, host_rate: u32, channels: usize) -> Result<Option<(StreamLatency, usize)>, StreamError> {
+        let mut common: Option<(StreamLatency, usize)> = None;
+        for t in timings {
+            let l = Self::latency_for(t, host_rate, channels)?;
+            let hop = (t.hop as u64 * host_rate as u64).div_ceil(t.sample_rate as u64) as usize;
+            common = Some(match common {
+                Some((s, h)) => (if l.total > s.total { l } else { s }, h.max(hop)),
+                None => (l, hop),
+            });
+        }
+        Ok(common)
+    }
+
     pub fn new(model: Box<dyn HopModel>, host_rate: u32) -> Result<Self, StreamError> {
         let channels = model.channels();
         let out_channels = model.out_channels();
@@ -309,6 +326,17 @@ fn lcm(a: usize, b: usize) -> usize {
 mod tests {
     use super::*;
     use crate::pipelines::passthrough::StftPassthrough;
+
+    #[test]
+    fn common_latency_is_the_largest_delay_and_longest_hop() {
+        let slow = ModelTiming { sample_rate: 16000, hop: 256, delay: 512 };
+        let fast = ModelTiming { sample_rate: 48000, hop: 480, delay: 960 };
+        let (l, hop) = HostRateStream::common_latency([fast, slow], 48000, 2).unwrap().unwrap();
+        let each = [HostRateStream::latency_for(slow, 48000, 2).unwrap(), HostRateStream::latency_for(fast, 48000, 2).unwrap()];
+        assert_eq!(l.total, each.iter().map(|e| e.total).max().unwrap());
+        assert_eq!(hop, 768);
+        assert!(HostRateStream::common_latency([], 48000, 2).unwrap().is_none());
+    }
 
     /// Feed a band-limited pulse through the passthrough model at every host
     /// rate with random block sizes; the pulse must come out exactly

@@ -164,19 +164,9 @@ fn catalog(channels: usize, device: Device) -> ModelCatalog {
 }
 
 fn bridge_config(sample_rate: f32, channels: usize, max_block: usize, offline: bool, model: CleanModel) -> Result<BridgeConfig, String> {
-    let rate = sample_rate as u32;
-    let mut stream_latency = None;
-    let mut hop_host = 0;
-    // The common latency: the largest stream delay of all models, shown with
-    // that model's breakdown.
-    for m in CleanModel::ALL {
-        let t = m.timing();
-        let l = HostRateStream::latency_for(t, rate, channels).map_err(|e| e.to_string())?;
-        if stream_latency.map_or(true, |s: crate::pipelines::stream::StreamLatency| l.total > s.total) {
-            stream_latency = Some(l);
-        }
-        hop_host = hop_host.max((t.hop as u64 * rate as u64).div_ceil(t.sample_rate as u64) as usize);
-    }
+    // The common latency: the largest stream delay of all models.
+    let timings = CleanModel::ALL.iter().map(|m| m.timing());
+    let (stream_latency, hop_host) = HostRateStream::common_latency(timings, sample_rate as u32, channels).map_err(|e| e.to_string())?.unwrap_or_default();
     Ok(BridgeConfig {
         sample_rate,
         channels,
@@ -184,7 +174,7 @@ fn bridge_config(sample_rate: f32, channels: usize, max_block: usize, offline: b
         fallback_share: 1.0,
         max_block,
         offline,
-        stream_latency: stream_latency.unwrap_or_default(),
+        stream_latency,
         model_hop_host: hop_host,
         label: "Clean".into(),
         initial_model: model.index(),

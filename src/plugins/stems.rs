@@ -13,7 +13,7 @@ use crate::bridge::worker::ModelCatalog;
 use crate::bridge::{BridgeConfig, LatencyPlan, RealtimeBridge, Telemetry};
 use crate::pipelines::{isolate_voicefilter, separate_mdx, separate_spleeter};
 use crate::pipelines::separate_window::WindowPlan;
-use crate::pipelines::stream::{HostRateStream, ModelTiming, StreamLatency};
+use crate::pipelines::stream::{HostRateStream, ModelTiming};
 use crate::pipelines::HopModel;
 use crate::runtime::onnx::Device;
 use crate::runtime::store;
@@ -247,17 +247,8 @@ pub struct StemsSetup {
 
 impl StemsSetup {
     fn bridge_config(&self) -> Result<BridgeConfig, String> {
-        let rate = self.sample_rate as u32;
-        let mut stream_latency: Option<StreamLatency> = None;
-        let mut hop_host = 0;
-        for m in &self.models {
-            let t = m.timing(self.mode);
-            let l = HostRateStream::latency_for(t, rate, self.channels).map_err(|e| e.to_string())?;
-            if stream_latency.map_or(true, |s| l.total > s.total) {
-                stream_latency = Some(l);
-            }
-            hop_host = hop_host.max((t.hop as u64 * rate as u64).div_ceil(t.sample_rate as u64) as usize);
-        }
+        let timings = self.models.iter().map(|m| m.timing(self.mode));
+        let (stream_latency, hop_host) = HostRateStream::common_latency(timings, self.sample_rate as u32, self.channels).map_err(|e| e.to_string())?.unwrap_or_default();
         Ok(BridgeConfig {
             sample_rate: self.sample_rate,
             channels: self.channels,
@@ -265,7 +256,7 @@ impl StemsSetup {
             fallback_share: 1.0 / STEM_COUNT as f32,
             max_block: self.max_block,
             offline: self.mode == SeparationMode::Offline,
-            stream_latency: stream_latency.unwrap_or_default(),
+            stream_latency,
             // A separator computes a whole window per hop: allow it a full
             // hop live (the latency plan reserves half of what it is given).
             // Offline the host waits for the worker, so nothing is reserved.

@@ -15,7 +15,7 @@ use crate::bridge::worker::{ModelCatalog, Shared};
 use crate::bridge::{BridgeConfig, LatencyPlan, RealtimeBridge, Telemetry};
 use crate::pipelines::convert_rvc;
 use crate::pipelines::convert_voice::{self, DefaultVoiceConverter, TargetVoice};
-use crate::pipelines::stream::{HostRateStream, ModelTiming, StreamLatency};
+use crate::pipelines::stream::{HostRateStream, ModelTiming};
 use crate::pipelines::vocoder_hifigan::StreamingConfig;
 use crate::pipelines::{ConversionControls, HopModel};
 use crate::runtime::onnx::Device;
@@ -177,20 +177,13 @@ pub struct VoiceSetup {
 
 impl VoiceSetup {
     fn bridge_config(&self) -> Result<BridgeConfig, String> {
-        let rate = self.sample_rate as u32;
-        let mut stream_latency: Option<StreamLatency> = None;
-        let mut hop_host = 0;
         // One latency for every model (the largest), so switching never
-        // changes what the host was told.
-        for m in &self.models {
-            let Ok(t) = m.timing(self.mode) else { continue };
-            let l = HostRateStream::latency_for(t, rate, self.channels).map_err(|e| e.to_string())?;
-            if stream_latency.map_or(true, |s| l.total > s.total) {
-                stream_latency = Some(l);
-            }
-            hop_host = hop_host.max((t.hop as u64 * rate as u64).div_ceil(t.sample_rate as u64) as usize);
-        }
-        let stream_latency = stream_latency.ok_or("no voice model is installed (run `cargo xtask models`)")?;
+        // changes what the host was told. Models whose timing is unknown
+        // (not installed) are left out.
+        let timings = self.models.iter().filter_map(|m| m.timing(self.mode).ok());
+        let (stream_latency, hop_host) = HostRateStream::common_latency(timings, self.sample_rate as u32, self.channels)
+            .map_err(|e| e.to_string())?
+            .ok_or("no voice model is installed (run `cargo xtask models`)")?;
         Ok(BridgeConfig {
             sample_rate: self.sample_rate,
             channels: self.channels,
