@@ -117,8 +117,12 @@ EVAL_VOICES = [
 ]
 EVAL_ESPEAK = {v for e, v in EVAL_VOICES if e == "espeak"}
 FESTIVAL_TRAIN = "kal_diphone"
-# kal_diphone is the only Festival (recorded-speaker) training voice and it is
-# male: its F0 and vocal-tract warp ranges reach up into the female range.
+# Flite's clustergen voices (statistical parametric, each built from one real
+# speaker's recordings: awb Scottish male, rms US male). Flite's own kal is
+# Festival's kal again and its slt is an evaluation speaker, so neither is used.
+FLITE_TRAIN = ["flite:awb", "flite:rms"]
+# The recorded-speaker training voices (kal_diphone, awb, rms) are all
+# male: their F0 and vocal-tract warp ranges reach up into the female range.
 FESTIVAL_F0 = (80, 260)
 FESTIVAL_WARP = (0.85, 1.25)
 
@@ -372,6 +376,29 @@ def speak_festival_batch(jobs):
     return out
 
 
+def speak_flite(text, voice, stretch, f0):
+    """Debian's `flite` binary; -psdur prints `phone:end_seconds` per segment.
+    -> (float64 waveform at 22050 Hz, [(start_sample, phone)])"""
+    from scipy.io import wavfile
+
+    with tempfile.TemporaryDirectory() as d:
+        cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={stretch if stretch else 1.0:.4f}"]
+        if f0:
+            cmd += ["--setf", f"int_f0_target_mean={f0:.1f}"]
+        cmd += ["-psdur", "-t", text, "-o", f"{d}/u.wav"]
+        printed = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        src, x = wavfile.read(f"{d}/u.wav")
+    x = x.astype(np.float64) / 32768.0
+    g = gcd(SR, src)
+    x = resample_poly(x, SR // g, src // g)
+    segs, start = [], 0.0
+    for item in printed.split():
+        ph, end = item.rsplit(":", 1)
+        segs.append((int(round(start * SR)), FESTIVAL_MAP[ph]))
+        start = float(end)
+    return x, segs
+
+
 # ---------------------------------------------------------------- features
 
 
@@ -497,11 +524,14 @@ def festival_job(args):
             jobs.append((t, voice, r.uniform(0.8, 1.3), r.uniform(*FESTIVAL_F0)))
         else:
             jobs.append((t, voice, None, None))
-    res = speak_festival_batch(jobs)
+    if voice.startswith("flite:"):
+        res = [speak_flite(t, voice.split(":", 1)[1], st, f0) for t, _, st, f0 in jobs]
+    else:
+        res = speak_festival_batch(jobs)
     out = []
     for k, ((x, segs), r, t) in enumerate(zip(res, rngs, texts)):
         mel, lab = augment(x, segs, r, aug, FESTIVAL_WARP)
-        out.append((idx0 + k, mel, lab, voice, "festival", t))
+        out.append((idx0 + k, mel, lab, voice, "flite" if voice.startswith("flite:") else "festival", t))
     return out
 
 
@@ -550,19 +580,19 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--train", type=int, default=2400, help="eSpeak training utterances")
-    ap.add_argument("--train-festival", type=int, default=700, help="kal_diphone training utterances")
+    ap.add_argument("--train-festival", type=int, default=1050, help="kal_diphone, awb and rms training utterances (batches of 25 take turns)")
     ap.add_argument("--val", type=int, default=240)
-    ap.add_argument("--val-festival", type=int, default=50)
+    ap.add_argument("--val-festival", type=int, default=75)
     ap.add_argument("--eval", type=int, default=12, help="utterances per evaluation voice")
     ap.add_argument("--jobs", type=int, default=2)
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     t0 = time.time()
     summary = {"phones": PHONES, "espeak_train_voices": TRAIN_ESPEAK, "espeak_val_voices": VAL_ESPEAK,
-               "festival_train_voices": [FESTIVAL_TRAIN], "eval_voices": [f"{e}:{v}" for e, v in EVAL_VOICES]}
+               "festival_train_voices": [FESTIVAL_TRAIN] + FLITE_TRAIN, "eval_voices": [f"{e}:{v}" for e, v in EVAL_VOICES]}
     splits = {
-        "train": (TRAIN_ESPEAK, a.train, [FESTIVAL_TRAIN], a.train_festival, 1, True),
-        "val": (VAL_ESPEAK, a.val, [FESTIVAL_TRAIN], a.val_festival, 2, True),
+        "train": (TRAIN_ESPEAK, a.train, [FESTIVAL_TRAIN] + FLITE_TRAIN, a.train_festival, 1, True),
+        "val": (VAL_ESPEAK, a.val, [FESTIVAL_TRAIN] + FLITE_TRAIN, a.val_festival, 2, True),
     }
     for name, (ev, ne, fv, nf, seed, aug) in splits.items():
         d = build_split(name, ev, ne, fv, nf, seed, aug, a.jobs)
