@@ -190,6 +190,9 @@ pub struct EnvelopeSplitter {
     /// Projection onto the first `ENVELOPE_COEFFS` orthonormal DCT-II basis
     /// vectors, `[N_MELS][N_MELS]`.
     projection: Vec<f32>,
+    /// DCT-II basis vectors 1..`ENVELOPE_COEFFS`, `[ENVELOPE_COEFFS − 1][N_MELS]`
+    /// (for [`EnvelopeSplitter::shape`]).
+    shape_basis: Vec<f32>,
 }
 
 impl Default for EnvelopeSplitter {
@@ -211,19 +214,17 @@ impl EnvelopeSplitter {
                 projection[i * n + j] = (0..coeffs).map(|k| basis(k, i) * basis(k, j)).sum::<f64>() as f32;
             }
         }
-        Self { projection }
+        let shape_basis = (1..ENVELOPE_COEFFS).flat_map(|k| (0..n).map(move |i| basis(k, i) as f32)).collect();
+        Self { projection, shape_basis }
     }
 
     /// Shape coefficients of an envelope: its orthonormal DCT-II coefficients
     /// 1..[`ENVELOPE_COEFFS`] (coefficient 0, the level, is left out), so the
     /// squared distance between two shapes is the squared distance between
     /// the level-free envelopes.
-    pub fn shape(env: &MelFrame, out: &mut Shape) {
-        let n = N_MELS as f32;
-        for (k, o) in out.iter_mut().enumerate() {
-            let k = k + 1;
-            *o = (2.0 / n).sqrt()
-                * env.iter().enumerate().map(|(i, e)| e * (std::f32::consts::PI * k as f32 * (i as f32 + 0.5) / n).cos()).sum::<f32>();
+    pub fn shape(&self, env: &MelFrame, out: &mut Shape) {
+        for (o, row) in out.iter_mut().zip(self.shape_basis.chunks_exact(N_MELS)) {
+            *o = row.iter().zip(env.iter()).map(|(a, b)| a * b).sum();
         }
     }
 
@@ -427,7 +428,7 @@ impl TargetVoice {
                 ltas[b] += e[b];
             }
             let mut shape = [0.0; ENVELOPE_COEFFS - 1];
-            EnvelopeSplitter::shape(&e, &mut shape);
+            splitter.shape(&e, &mut shape);
             shapes.push(shape);
             envelopes.push(e);
             keys.extend_from_slice(key);
@@ -444,21 +445,19 @@ impl TargetVoice {
     }
 
     /// Mean envelope of the `NEIGHBOURS` frames nearest to `key` (squared
-    /// Hellinger distance of the phone posteriors) plus `shape_weight` times
-    /// the squared distance of their envelope's shape to `shape`. No
+    /// Hellinger distance of the phone posteriors) plus [`SHAPE_WEIGHT`]
+    /// times the squared distance of their envelope's shape to `shape`. No
     /// allocation.
-    fn match_envelope(&self, key: &[f32], shape: &Shape, shape_weight: f32, best: &mut [(f32, usize)], out: &mut MelFrame) {
-        let last = best.len() - 1;
+    fn match_envelope(&self, key: &[f32], shape: &Shape, best: &mut [(f32, usize); NEIGHBOURS], out: &mut MelFrame) {
         for b in best.iter_mut() {
             *b = (f32::INFINITY, 0);
         }
         for (i, k) in self.keys.chunks_exact(self.phones).enumerate() {
-            let mut d: f32 = k.iter().zip(key).map(|(a, b)| (a - b) * (a - b)).sum();
-            if shape_weight > 0.0 {
-                d += shape_weight * self.shapes[i].iter().zip(shape).map(|(a, b)| (a - b) * (a - b)).sum::<f32>();
-            }
-            if d < best[last].0 {
-                let mut j = last;
+            let phone: f32 = k.iter().zip(key).map(|(a, b)| (a - b) * (a - b)).sum();
+            let look: f32 = self.shapes[i].iter().zip(shape).map(|(a, b)| (a - b) * (a - b)).sum();
+            let d = phone + SHAPE_WEIGHT * look;
+            if d < best[NEIGHBOURS - 1].0 {
+                let mut j = NEIGHBOURS - 1;
                 while j > 0 && best[j - 1].0 > d {
                     best[j] = best[j - 1];
                     j -= 1;
@@ -928,8 +927,8 @@ impl DefaultVoiceConverter {
                 }
                 let mut matched = [0.0; N_MELS];
                 let mut shape = [0.0; ENVELOPE_COEFFS - 1];
-                EnvelopeSplitter::shape(&env, &mut shape);
-                target.match_envelope(&self.key, &shape, SHAPE_WEIGHT, &mut self.best, &mut matched);
+                self.splitter.shape(&env, &mut shape);
+                target.match_envelope(&self.key, &shape, &mut self.best, &mut matched);
                 let shift = frame_level(&env) - frame_level(&matched);
                 for b in 0..N_MELS {
                     env[b] = (1.0 - share) * env[b] + share * (matched[b] + shift);
@@ -1112,9 +1111,9 @@ mod tests {
         let louder: MelFrame = std::array::from_fn(|b| env[b] + 2.5);
         let tilted: MelFrame = std::array::from_fn(|b| env[b] + 0.01 * b as f32);
         let (mut a, mut b, mut c) = ([0.0; ENVELOPE_COEFFS - 1], [0.0; ENVELOPE_COEFFS - 1], [0.0; ENVELOPE_COEFFS - 1]);
-        EnvelopeSplitter::shape(&env, &mut a);
-        EnvelopeSplitter::shape(&louder, &mut b);
-        EnvelopeSplitter::shape(&tilted, &mut c);
+        splitter.shape(&env, &mut a);
+        splitter.shape(&louder, &mut b);
+        splitter.shape(&tilted, &mut c);
         let dist = |x: &Shape, y: &Shape| x.iter().zip(y).map(|(p, q)| (p - q) * (p - q)).sum::<f32>();
         assert!(dist(&a, &b) < 1e-6, "level moved the shape by {}", dist(&a, &b));
         // The tilt's own energy without its mean, nearly all in coefficients 1..14.

@@ -524,14 +524,15 @@ def festival_job(args):
             jobs.append((t, voice, r.uniform(0.8, 1.3), r.uniform(*FESTIVAL_F0)))
         else:
             jobs.append((t, voice, None, None))
-    if voice.startswith("flite:"):
+    engine = "flite" if voice.startswith("flite:") else "festival"
+    if engine == "flite":
         res = [speak_flite(t, voice.split(":", 1)[1], st, f0) for t, _, st, f0 in jobs]
     else:
         res = speak_festival_batch(jobs)
     out = []
     for k, ((x, segs), r, t) in enumerate(zip(res, rngs, texts)):
         mel, lab = augment(x, segs, r, aug, FESTIVAL_WARP)
-        out.append((idx0 + k, mel, lab, voice, "flite" if voice.startswith("flite:") else "festival", t))
+        out.append((idx0 + k, mel, lab, voice, engine, t))
     return out
 
 
