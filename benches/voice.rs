@@ -21,7 +21,10 @@
 //! pocketsphinx). `cargo bench --bench voice` (or `cargo xtask bench`).
 //! `MANIFOLD_VOICE_STRENGTHS=0,0.5,1` picks the strengths;
 //! `MANIFOLD_VOICE_TESTS=2` the test sentences per pair off the default;
-//! `MANIFOLD_VOICE_SPEED=0` skips the speed and latency part.
+//! `MANIFOLD_VOICE_SPEED=0` skips the speed and latency part;
+//! `MANIFOLD_VOICE_SET=dev` converts the development split's sentences
+//! instead (same voices and references; for tuning, so that the test split
+//! stays unseen) into target/bench-voice-dev.
 
 use manifold::pipelines::convert_voice::{self, ContentModel, DefaultVoiceConverter, TargetVoice, LIVE_VOCODER, OFFLINE_VOCODER, SAMPLE_RATE};
 use manifold::pipelines::isolate_voicefilter::{embedding_similarity, SpeakerEmbedder};
@@ -102,11 +105,12 @@ fn main() {
     let content_dir = data.join(convert_voice::CONTENT_MODEL_ID);
     let vocoder_dir = data.join("hifigan_universal");
     let py = root().join("target/venv/bin/python");
-    let out_dir = root().join("target/bench-voice");
+    let split = if std::env::var("MANIFOLD_VOICE_SET").as_deref() == Ok("dev") { "dev" } else { "test" };
+    let out_dir = root().join(if split == "dev" { "target/bench-voice-dev" } else { "target/bench-voice" });
     let set_dir = out_dir.join("set");
     std::fs::create_dir_all(&out_dir).expect("bench dir");
     if !set_dir.join("index.json").is_file() {
-        let ok = Command::new(&py).arg(root().join("xtask/py/make_voice_set.py")).arg(&set_dir).status().map(|s| s.success()).unwrap_or(false);
+        let ok = Command::new(&py).arg(root().join("xtask/py/make_voice_set.py")).arg(&set_dir).arg("--split").arg(split).status().map(|s| s.success()).unwrap_or(false);
         assert!(ok, "could not generate the voice set (needs target/venv: cargo xtask test makes it)");
     }
     let index: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(set_dir.join("index.json")).expect("index")).expect("index json");
@@ -140,6 +144,8 @@ fn main() {
     let mut asr_list = Vec::new();
     // (strength, source engine) -> (closer, pairs, margin sum)
     let mut sim: BTreeMap<(String, String), (usize, usize, f64)> = BTreeMap::new();
+    // Output path -> closer to the target than to the source.
+    let mut closer_by_file: BTreeMap<String, bool> = BTreeMap::new();
     let mut files_by_strength: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
     let default_key = format!("{:.2}", convert_voice::DEFAULT_STRENGTH);
     for &s in &strengths {
@@ -172,6 +178,7 @@ fn main() {
                     }
                     let name = format!("s{key}_{}_to_{}_{k}.wav", src.name, tgt.name);
                     write_i16(&wav_dir.join(&name), y, SAMPLE_RATE);
+                    closer_by_file.insert(wav_dir.join(&name).display().to_string(), ct > cs);
                     asr_list.push(serde_json::json!({"path": wav_dir.join(&name), "text": text}));
                     files_by_strength.entry(key.clone()).or_default().push((wav_dir.join(&name).display().to_string(), src.engine.clone()));
                 }
@@ -213,7 +220,7 @@ fn main() {
         e / w.max(1.0)
     };
     let source_list: Vec<(String, String)> = source_files.iter().map(|(p, e, _, _)| (p.clone(), e.clone())).collect();
-    println!("\n## Manifold Voice: default converter, {} voices, {} ordered pairs", voices.len(), voices.len() * (voices.len() - 1));
+    println!("\n## Manifold Voice: default converter, {} voices, {} ordered pairs, {split} split", voices.len(), voices.len() * (voices.len() - 1));
     println!("Source WER (untouched): all {:.3}, festival {:.3}, espeak {:.3}", pooled(&source_list, "all"), pooled(&source_list, "festival"), pooled(&source_list, "espeak"));
     println!("| strength | closer to target (all) | mean cos margin | WER all (source) | closer, festival sources | WER festival (source) | closer, espeak sources | WER espeak (source) |");
     println!("|---|---|---|---|---|---|---|---|");
@@ -255,6 +262,59 @@ fn main() {
             pooled(files, "espeak"),
             src_for("espeak")
         );
+    }
+
+    // How far chance moves those two figures: 95 % intervals from resampling
+    // whole pairs (a pair's sentences share a source, a target and their
+    // errors, so they are not independent judgements).
+    println!("\n| strength | closer to target, 95 % interval | WER rise over the sources, 95 % interval |");
+    println!("|---|---|---|");
+    for (key, files) in &files_by_strength {
+        // Per pair: (closer count, outputs, output errors, source errors, words).
+        let mut pairs: BTreeMap<String, (f64, f64, f64, f64, f64)> = BTreeMap::new();
+        for (p, _) in files {
+            let name = Path::new(p).file_name().unwrap().to_string_lossy().to_string();
+            let rest = name.split_once('_').unwrap().1;
+            let (pair, k) = rest.trim_end_matches(".wav").rsplit_once('_').unwrap();
+            let src_name = pair.split("_to_").next().unwrap();
+            let (oe, ow) = per_file[p];
+            let (se, _) = per_file[&wav_dir.join(format!("source_{src_name}_{k}.wav")).display().to_string()];
+            let e = pairs.entry(pair.to_string()).or_default();
+            *e = (e.0 + closer_by_file[p] as u8 as f64, e.1 + 1.0, e.2 + oe, e.3 + se, e.4 + ow);
+        }
+        let pairs: Vec<_> = pairs.into_values().collect();
+        let stat = |pick: &mut dyn FnMut() -> usize| {
+            let (mut c, mut n, mut oe, mut se, mut w) = (0.0, 0.0, 0.0, 0.0, 0.0);
+            for _ in 0..pairs.len() {
+                let p = pairs[pick()];
+                (c, n, oe, se, w) = (c + p.0, n + p.1, oe + p.2, se + p.3, w + p.4);
+            }
+            (100.0 * c / n, (oe - se) / w)
+        };
+        let mut i = 0;
+        let (closer, rise) = stat(&mut || {
+            i += 1;
+            i - 1
+        });
+        // Fixed-seed xorshift: the intervals are reproducible.
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let (mut cs, mut rs) = (Vec::new(), Vec::new());
+        for _ in 0..4000 {
+            let (c, r) = stat(&mut || {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                (rng % pairs.len() as u64) as usize
+            });
+            cs.push(c);
+            rs.push(r);
+        }
+        let interval = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            (v[v.len() * 25 / 1000], v[v.len() * 975 / 1000])
+        };
+        let ((cl, ch), (rl, rh)) = (interval(&mut cs), interval(&mut rs));
+        println!("| {key} | {closer:.0} % [{cl:.0}, {ch:.0}] | {rise:+.3} [{rl:+.3}, {rh:+.3}] |");
     }
 
     if std::env::var("MANIFOLD_VOICE_SPEED").as_deref() == Ok("0") {

@@ -24,8 +24,12 @@ festival is; eSpeak's noise generator is reseeded before every utterance
 (its echo/filter state still carries from one utterance to the next, so
 outputs are reproducible for this script's fixed synthesis order).
 
-usage: python make_voice_set.py OUT_DIR [--espeak-voices en-us+f2,...]
-Writes OUT_DIR/<name>/{reference,judge_<k>,test_<k>}.wav and OUT_DIR/index.json:
+A development split (--split dev) swaps the test sentences for
+DEV_TEST_SENTENCES and keeps everything else: settings are tuned on it so
+that the test split, which the closing figures come from, stays unseen.
+
+usage: python make_voice_set.py OUT_DIR [--split test|dev] [--espeak-voices en-us+f2,...]
+Writes OUT_DIR/<name>/{reference,judge_<k>,test_<k>[,dev_<k>]}.wav and OUT_DIR/index.json:
 {"rate": 22050,
  "voices": [{"name", "engine", "voice", "sex", "reference", "reference_text",
              "reference_s", "judge": [path], "judge_text": [text],
@@ -64,6 +68,16 @@ TEST_SENTENCES = [
     "The source of the huge river is the clear spring.",
     "Help the woman get back to her feet.",
     "The set of china hit the floor with a crash.",
+]
+
+# The development split's test sentences: settings are tuned on these, and
+# the test split (TEST_SENTENCES) judges them (same voices, references and
+# judge sentences).
+DEV_TEST_SENTENCES = [
+    "Lift the square stone over the fence.",
+    "The rope will bind the seven books at once.",
+    "The crooked maze failed to fool the mouse.",
+    "Those words were the cue for the actor to leave.",
 ]
 
 JUDGE_SENTENCES = [
@@ -150,7 +164,7 @@ REFERENCE_POOLS = [
 
 def check_disjoint():
     """Every sentence is used in one role only, and never in make_speech_set.py."""
-    every = TEST_SENTENCES + JUDGE_SENTENCES + [s for pool in REFERENCE_POOLS for s in pool]
+    every = TEST_SENTENCES + DEV_TEST_SENTENCES + JUDGE_SENTENCES + [s for pool in REFERENCE_POOLS for s in pool]
     keys = [" ".join(s.lower().replace(",", "").rstrip(".").split()) for s in every + mss.SENTENCES]
     assert len(set(keys)) == len(keys), "a sentence is used twice"
 
@@ -202,6 +216,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out")
     ap.add_argument("--espeak-voices", help="comma-separated eSpeak voices replacing the default three")
+    ap.add_argument("--split", choices=["test", "dev"], default="test", help="which test sentences (dev: for tuning)")
     a = ap.parse_args()
     voices = VOICES
     if a.espeak_voices:
@@ -238,9 +253,19 @@ def main():
             "tests": tests,
         })
         print(f"{name}: reference {len(ref) / RATE:.1f} s ({len(ref_text)} sentences)", flush=True)
+    if a.split == "dev":
+        # A second pass, after every voice's test split: eSpeak's state
+        # carries between utterances, so this keeps the references and judge
+        # files sample-identical to the test split's.
+        for (name, engine, voice, _), e in zip(voices, entries):
+            e["tests"] = []
+            for k, s in enumerate(DEV_TEST_SENTENCES):
+                e["tests"].append({"path": f"{name}/dev_{k}.wav", "text": s})
+                mss.write_wav(os.path.join(a.out, e["tests"][-1]["path"]), normalize_loudness(pad(speak(s, engine, voice))), RATE)
     names = [e["name"] for e in entries]
     index = {
         "rate": RATE,
+        "split": a.split,
         "voices": entries,
         "pairs": [{"source": s, "target": t} for s in names for t in names if s != t],
     }
