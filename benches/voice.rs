@@ -53,6 +53,16 @@ fn read_mono(path: &Path) -> (Vec<f32>, u32) {
     (x.chunks(c).map(|f| f.iter().sum::<f32>() / c as f32).collect(), spec.sample_rate)
 }
 
+/// An output's pair (`<src>_to_<tgt>`) and the untouched source file it
+/// came from, from its name `s<strength>_<src>_to_<tgt>_<k>.wav`.
+fn pair_and_source(wav_dir: &Path, output: &str) -> (String, String) {
+    let name = Path::new(output).file_name().unwrap().to_string_lossy().to_string();
+    let rest = name.trim_end_matches(".wav").split_once('_').unwrap().1;
+    let (pair, k) = rest.rsplit_once('_').unwrap();
+    let src_name = pair.split("_to_").next().unwrap();
+    (pair.to_string(), wav_dir.join(format!("source_{src_name}_{k}.wav")).display().to_string())
+}
+
 fn write_i16(path: &Path, x: &[f32], rate: u32) {
     let spec = hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
     let mut w = hound::WavWriter::create(path, spec).expect("create wav");
@@ -232,12 +242,7 @@ fn main() {
                 if eng != "all" && pe != eng {
                     continue;
                 }
-                let name = Path::new(p).file_name().unwrap().to_string_lossy().to_string();
-                let rest = name.split_once('_').unwrap().1; // "<src>_to_<tgt>_<k>.wav"
-                let src_name = rest.split("_to_").next().unwrap();
-                let k = name.trim_end_matches(".wav").rsplit('_').next().unwrap();
-                let sp = wav_dir.join(format!("source_{src_name}_{k}.wav")).display().to_string();
-                let (fe, fw) = per_file[&sp];
+                let (fe, fw) = per_file[&pair_and_source(&wav_dir, p).1];
                 e += fe;
                 w += fw;
             }
@@ -273,39 +278,33 @@ fn main() {
         // Per pair: (closer count, outputs, output errors, source errors, words).
         let mut pairs: BTreeMap<String, (f64, f64, f64, f64, f64)> = BTreeMap::new();
         for (p, _) in files {
-            let name = Path::new(p).file_name().unwrap().to_string_lossy().to_string();
-            let rest = name.split_once('_').unwrap().1;
-            let (pair, k) = rest.trim_end_matches(".wav").rsplit_once('_').unwrap();
-            let src_name = pair.split("_to_").next().unwrap();
+            let (pair, source) = pair_and_source(&wav_dir, p);
             let (oe, ow) = per_file[p];
-            let (se, _) = per_file[&wav_dir.join(format!("source_{src_name}_{k}.wav")).display().to_string()];
-            let e = pairs.entry(pair.to_string()).or_default();
+            let (se, _) = per_file[&source];
+            let e = pairs.entry(pair).or_default();
             *e = (e.0 + closer_by_file[p] as u8 as f64, e.1 + 1.0, e.2 + oe, e.3 + se, e.4 + ow);
         }
         let pairs: Vec<_> = pairs.into_values().collect();
-        let stat = |pick: &mut dyn FnMut() -> usize| {
+        // (closer %, WER rise) over the pairs picked.
+        let stat = |picks: &mut dyn Iterator<Item = usize>| {
             let (mut c, mut n, mut oe, mut se, mut w) = (0.0, 0.0, 0.0, 0.0, 0.0);
-            for _ in 0..pairs.len() {
-                let p = pairs[pick()];
+            for i in picks {
+                let p = pairs[i];
                 (c, n, oe, se, w) = (c + p.0, n + p.1, oe + p.2, se + p.3, w + p.4);
             }
             (100.0 * c / n, (oe - se) / w)
         };
-        let mut i = 0;
-        let (closer, rise) = stat(&mut || {
-            i += 1;
-            i - 1
-        });
+        let (closer, rise) = stat(&mut (0..pairs.len()));
         // Fixed-seed xorshift: the intervals are reproducible.
         let mut rng = 0x9E37_79B9_7F4A_7C15u64;
         let (mut cs, mut rs) = (Vec::new(), Vec::new());
         for _ in 0..4000 {
-            let (c, r) = stat(&mut || {
+            let (c, r) = stat(&mut (0..pairs.len()).map(|_| {
                 rng ^= rng << 13;
                 rng ^= rng >> 7;
                 rng ^= rng << 17;
                 (rng % pairs.len() as u64) as usize
-            });
+            }));
             cs.push(c);
             rs.push(r);
         }
