@@ -1,6 +1,7 @@
 //! Faults a user can run into, through the real `manifold` binary: a missing
 //! ONNX Runtime library, a truncated model file, unreadable input. Each must
-//! end in a clear message, never a crash.
+//! end in a clear message, never a crash. And one thing that must not happen
+//! behind the user's back: the runtime's usage telemetry.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,7 +34,12 @@ impl Sandbox {
     }
     fn run(&self, data: Option<&Path>, args: &[&str]) -> (bool, String) {
         let mut cmd = Command::new(&self.exe);
-        cmd.args(args).env("XDG_DATA_HOME", self.dir.path().join("xdg")).env("HOME", self.dir.path());
+        cmd.args(args).env("XDG_DATA_HOME", self.dir.path().join("xdg")).env("XDG_CACHE_HOME", self.dir.path().join("cache")).env("HOME", self.dir.path());
+        // As a user's shell: no telemetry opt-out of their own, and none of
+        // the CI markers with which ONNX Runtime silences itself.
+        for var in ["ORT_DISABLE_TELEMETRY", "ORT_RUNNING_UNIT_TESTS", "CI", "GITHUB_ACTIONS", "GITLAB_CI", "TF_BUILD"] {
+            cmd.env_remove(var);
+        }
         match data {
             Some(d) => cmd.env("MANIFOLD_DATA_DIR", d),
             None => cmd.env_remove("MANIFOLD_DATA_DIR"),
@@ -166,6 +172,39 @@ fn stems_cli_writes_every_stem_and_explains_problems() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("cannot use broken") && text.contains("dim_t"), "{text}");
     assert!(text.contains("spleeter_2stems") && text.contains("MIT"), "{text}");
+}
+
+/// Every file and folder under `dir`, relative to it.
+fn everything_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path.clone());
+            }
+            found.push(path.strip_prefix(dir).unwrap().to_path_buf());
+        }
+    }
+    found
+}
+
+#[test]
+fn a_render_leaves_no_runtime_telemetry_behind() {
+    // ONNX Runtime 1.31's Linux build, left alone, writes a device id and an
+    // upload cache under ~/.cache/Microsoft/DeveloperTools/.onnxruntime and
+    // keeps an uploader thread running.
+    let sb = Sandbox::new();
+    let input = sb.path("in.wav");
+    write_noise_wav(&input, 1.0);
+    let (ok, err) = sb.run(Some(&installed_data()), &["clean", "-q", "--model", "gtcrn", input.to_str().unwrap(), "-o", sb.path("out.wav").to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let traces: Vec<_> = everything_under(sb.dir.path())
+        .into_iter()
+        .filter(|p| p.components().any(|c| ["Microsoft", ".onnxruntime", "deviceid", "onnxruntime.db"].contains(&c.as_os_str().to_str().unwrap_or(""))))
+        .collect();
+    assert!(traces.is_empty(), "the runtime left telemetry files: {traces:?}");
 }
 
 #[test]

@@ -4,6 +4,14 @@
 //! The environment is created once per process and shared by every plugin
 //! instance and activation: ONNX Runtime allows only one, and `ort`'s dynamic
 //! loader succeeds only the first time it is called.
+//!
+//! Telemetry: official ONNX Runtime builds for Linux (1.31) start a usage
+//! telemetry uploader when the runtime initialises: a background thread, a
+//! device id and an SQLite cache under `~/.cache/Microsoft/DeveloperTools`.
+//! Manifold turns it off before the library is loaded (see
+//! [`opt_out_of_runtime_telemetry`]): an audio plugin must not phone home
+//! from a user's studio, and that thread, still running while the process
+//! exits, is a crash risk in every host.
 
 use super::{store, RuntimeError};
 use ort::environment::Environment;
@@ -39,7 +47,27 @@ pub fn environment() -> Result<&'static Environment, RuntimeError> {
         .map_err(Clone::clone)
 }
 
+/// The runtime's own opt-out switch, read once when it initialises: with it
+/// set, no uploader thread, device id or offline cache is created.
+/// (`DisableTelemetryEvents`, which `ort`'s `with_telemetry(false)` calls,
+/// only silences events after the uploader has already started.)
+pub const TELEMETRY_OPT_OUT_VAR: &str = "ORT_DISABLE_TELEMETRY";
+
+/// Sets [`TELEMETRY_OPT_OUT_VAR`] to 1 unless the user has set it. Called
+/// once, just before the runtime library is loaded.
+fn opt_out_of_runtime_telemetry() {
+    if std::env::var_os(TELEMETRY_OPT_OUT_VAR).is_none() {
+        // Changing the environment races with another thread reading it
+        // (glibc may free an outgrown `environ` array). This runs once per
+        // process, at the first model load, and the runtime's only switch is
+        // this variable: the risk is a one-time read by a host thread at that
+        // instant, against an uploader thread in every session.
+        std::env::set_var(TELEMETRY_OPT_OUT_VAR, "1");
+    }
+}
+
 fn load_environment(lib: &Path) -> Result<Environment, RuntimeError> {
+    opt_out_of_runtime_telemetry();
     let err = |reason: String| RuntimeError::LibraryLoad { path: lib.to_path_buf(), reason };
     // ort's loader may panic on a broken library; keep that inside this call.
     let lib_owned = lib.to_path_buf();
@@ -47,6 +75,7 @@ fn load_environment(lib: &Path) -> Result<Environment, RuntimeError> {
         ort::init_from(&lib_owned)
             .map_err(|e| e.to_string())?
             .with_name("manifold")
+            .with_telemetry(false)
             .build()
             .map_err(|e| e.to_string())
     })
