@@ -26,6 +26,10 @@ pub struct StemsEditor {
     latencies: Arc<parking_lot::Mutex<Option<LatencyTable>>>,
     /// The (rate, block) the table was last asked for.
     latencies_for: Option<(f32, usize)>,
+    /// The helper thread computing the table; joined before the next one
+    /// starts and when the editor is dropped, so it never outlives the
+    /// editor (nor the plugin library its code is in).
+    latency_job: Option<std::thread::JoinHandle<()>>,
     plugin_name: &'static str,
 }
 
@@ -41,7 +45,7 @@ struct LatencyTable {
 pub fn create(plugin_name: &'static str, params: Arc<StemsParams>, telemetry: Arc<Telemetry>, models: Vec<StemsModel>, aux_outputs: &'static [&'static str], state: Arc<EguiEditorState>) -> Option<EguiEditor<StemsEditor>> {
     let common = EditorCommon::new(telemetry, params.as_ref(), "stems");
     let rows = model_rows(&models);
-    let app = StemsEditor { params, common, models, rows, aux_outputs, latencies: Arc::default(), latencies_for: None, plugin_name };
+    let app = StemsEditor { params, common, models, rows, aux_outputs, latencies: Arc::default(), latencies_for: None, latency_job: None, plugin_name };
     create_egui_editor(state, RepaintNotifier::new(), super::settings(plugin_name), app)
 }
 
@@ -67,7 +71,8 @@ impl StemsEditor {
         }
         self.latencies_for = Some((rate, plan.block));
         let (models, slot, block) = (self.models.clone(), self.latencies.clone(), plan.block);
-        let _ = std::thread::Builder::new().name("manifold-stems-latencies".into()).spawn(move || {
+        self.finish_latency_job();
+        self.latency_job = std::thread::Builder::new().name("manifold-stems-latencies".into()).spawn(move || {
             let total = |mode| {
                 StemsSetup { sample_rate: rate, channels: 2, max_block: block, mode, models: models.clone(), initial_model: 0, device: Device::Cpu }
                     .latency_plan()
@@ -76,7 +81,22 @@ impl StemsEditor {
             };
             let table = LatencyTable { rate, block, live: LiveQuality::ALL.map(|q| total(SeparationMode::Live(q))), offline: total(SeparationMode::Offline) };
             *slot.lock() = Some(table);
-        });
+        })
+        .ok();
+    }
+
+    /// Waits for the latency helper thread, if one was started (a fraction
+    /// of a second in a release build).
+    fn finish_latency_job(&mut self) {
+        if let Some(job) = self.latency_job.take() {
+            let _ = job.join();
+        }
+    }
+}
+
+impl Drop for StemsEditor {
+    fn drop(&mut self) {
+        self.finish_latency_job();
     }
 }
 
