@@ -20,7 +20,8 @@
 //! 4. a value the host sends in `process` (a parameter event, as automation
 //!    playback does) redraws that slider within a second, filled to the new
 //!    value;
-//! 5. hide + destroy closes the editor's window; create + show again opens a
+//! 5. hide + destroy closes the editor's window and ends the threads it
+//!    started (window thread, OpenGL driver); create + show again opens a
 //!    working editor (a drag made while the plugin is inactive reaches the
 //!    host through `clap.params.flush`).
 //!

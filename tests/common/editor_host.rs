@@ -129,6 +129,18 @@ pub fn x_server() -> &'static str {
     })
 }
 
+/// The ids of this process's threads now (Linux: `/proc/self/task`).
+pub fn thread_ids() -> Vec<u64> {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("read /proc/self/task");
+    tasks.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect()
+}
+
+/// A thread's name as the kernel keeps it (at most 15 bytes; a thread that
+/// was never named has its creator's).
+pub fn thread_name(tid: u64) -> String {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).map(|n| n.trim_end().to_string()).unwrap_or_default()
+}
+
 pub fn on_path(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(program)).find(|p| p.is_file()))
 }
@@ -737,6 +749,9 @@ pub struct Session {
     pub log: SentLog,
     pub x: Option<X>,
     pub size: GuiSize,
+    /// Threads the open editor started (its window thread, the OpenGL
+    /// driver's); see [`Session::wait_for_editor_threads`].
+    editor_threads: Vec<u64>,
 }
 
 impl Session {
@@ -764,6 +779,7 @@ impl Session {
             log: Arc::new(Mutex::new(Vec::new())),
             x: None,
             size: GuiSize { width: 0, height: 0 },
+            editor_threads: Vec::new(),
         };
         session.params = session.read_params();
         session
@@ -878,6 +894,7 @@ impl Session {
     /// for the editor's window and its first layout file.
     pub fn open_editor(&mut self, display: &str) {
         let id = self.plugin_id.clone();
+        let threads_before = thread_ids();
         let handle = self.instance.plugin_handle();
         let embedded = GuiConfiguration { api_type: GuiApiType::X11, is_floating: false };
         assert!(self.gui.is_api_supported(&handle, embedded), "{id}: clap.gui does not support embedded X11 windows");
@@ -904,15 +921,37 @@ impl Session {
             "{id}: the editor wrote no layout file {} within {PATIENCE:?} (is the window drawing? does the editor use ControlMap?)",
             self.layout_path().display()
         );
+        // nice-plug's background task thread lives as long as the instance.
+        self.editor_threads = thread_ids().into_iter().filter(|t| !threads_before.contains(t) && thread_name(*t) != "bg-worker").collect();
     }
 
-    /// hide + destroy; the editor's window must go away.
+    /// Waits until the threads the editor started have ended; returns the
+    /// names of those still running after `PATIENCE`. baseview's window
+    /// handle can return from `destroy` while its window thread is still
+    /// tearing down OpenGL: a test that ended (or a process that exited)
+    /// then would pull the driver out from under that thread.
+    pub fn wait_for_editor_threads(&mut self) -> Vec<String> {
+        let threads = std::mem::take(&mut self.editor_threads);
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let alive: Vec<u64> = thread_ids().into_iter().filter(|t| threads.contains(t)).collect();
+            if alive.is_empty() || Instant::now() >= deadline {
+                return alive.into_iter().map(thread_name).collect();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// hide + destroy; the editor's window must go away and the threads it
+    /// started must end.
     pub fn close_editor(&mut self) {
         let id = self.plugin_id.clone();
         self.gui.hide(&self.instance.plugin_handle()).unwrap_or_else(|e| panic!("{id}: clap.gui hide failed: {e:?}"));
         self.gui.destroy(&self.instance.plugin_handle());
         let gone = self.wait_for(PATIENCE, |s| s.x().children() == 0);
         assert!(gone, "{id}: the editor's X window is still there after hide + destroy");
+        let running = self.wait_for_editor_threads();
+        assert!(running.is_empty(), "{id}: the editor's threads {running:?} still run {PATIENCE:?} after its window closed");
     }
 
     /// The editor window's pixels: all of them, or those inside `rect`.
@@ -1017,6 +1056,7 @@ impl Drop for Session {
             while self.x.as_ref().is_some_and(|x| x.children() > 0) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
+            self.wait_for_editor_threads();
         }
     }
 }
