@@ -91,9 +91,6 @@ pub fn use_layout_dir(dir: PathBuf) {
     assert_eq!(now, &dir, "the layout folder is already {}", now.display());
 }
 
-/// The plugins share the X pointer: one editor test at a time.
-pub static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
 /// Starts Xvfb once per process and points `DISPLAY` (and the editors'
 /// layout files, `MANIFOLD_EDITOR_LAYOUT`) at it, before any plugin is
 /// loaded. Returns the display name.
@@ -750,7 +747,9 @@ pub struct Session {
     pub x: Option<X>,
     pub size: GuiSize,
     /// Threads the open editor started (its window thread, the OpenGL
-    /// driver's); see [`Session::wait_for_editor_threads`].
+    /// driver's): those that appeared while it opened, so nothing else in
+    /// the process may start threads meanwhile; see
+    /// [`Session::wait_for_editor_threads`].
     editor_threads: Vec<u64>,
 }
 
