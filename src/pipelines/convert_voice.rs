@@ -114,29 +114,94 @@ pub const OFFLINE_VOCODER: StreamingConfig = StreamingConfig { left: 12, new: 64
 /// Shortest usable reference, seconds.
 pub const MIN_REFERENCE_S: f32 = 3.0;
 
+/// How the content model wants its input normalised per speaker
+/// (`speaker_normalisation` in `content_phones.json`).
+#[derive(Clone, Copy, Debug)]
+pub struct SpeakerNormSettings {
+    /// Where the running mean starts: the training speech frames' mean.
+    pub prior_mean: MelFrame,
+    /// A frame is speech when its mean log-mel is above this.
+    pub speech_gate: f32,
+    /// Weight of the prior, in frames.
+    pub prior_frames: f32,
+    /// Memory once past the start, in frames.
+    pub tau_frames: f32,
+}
+
+/// One stream's running per-band mean of its speech frames, taken off every
+/// frame before the content model sees it: a voice's own colouring (vocal
+/// tract, channel) is not a phone. Causal, so live and offline agree.
+/// Worker/render thread.
+#[derive(Clone, Copy, Debug)]
+pub struct SpeakerNorm {
+    settings: SpeakerNormSettings,
+    mean: MelFrame,
+    speech_frames: f32,
+}
+
+impl SpeakerNorm {
+    pub fn new(settings: SpeakerNormSettings) -> Self {
+        Self { settings, mean: settings.prior_mean, speech_frames: 0.0 }
+    }
+
+    /// Takes the next frame of the stream into the mean and writes it
+    /// normalised (minus the mean after it) to `out`.
+    pub fn push(&mut self, frame: &MelFrame, out: &mut MelFrame) {
+        let level = frame.iter().sum::<f32>() / N_MELS as f32;
+        if level > self.settings.speech_gate {
+            self.speech_frames += 1.0;
+            let rate = (1.0 / (self.speech_frames + self.settings.prior_frames)).max(1.0 / self.settings.tau_frames);
+            for (m, x) in self.mean.iter_mut().zip(frame) {
+                *m += rate * (x - *m);
+            }
+        }
+        for ((o, x), m) in out.iter_mut().zip(frame).zip(&self.mean) {
+            *o = x - m;
+        }
+    }
+
+    /// Digital silence (edge padding), normalised with the mean now.
+    pub fn silence(&self) -> MelFrame {
+        std::array::from_fn(|b| mel::LOG_SILENCE - self.mean[b])
+    }
+
+    pub fn reset(&mut self) {
+        *self = Self::new(self.settings);
+    }
+}
+
 /// The phone-posterior content model. Worker/render thread.
 pub struct ContentModel {
     session: Session,
     left: usize,
     right: usize,
     phones: usize,
+    norm: SpeakerNormSettings,
     input: Vec<f32>,
+}
+
+/// What `content_phones.json` says about the model.
+struct ContentDescription {
+    left: usize,
+    right: usize,
+    phones: usize,
+    norm: SpeakerNormSettings,
 }
 
 impl ContentModel {
     /// Opens `dir/content_phones.onnx` and its `content_phones.json`.
     pub fn load(dir: &Path, device: Device, threads: usize) -> Result<Self, RuntimeError> {
-        let (left, right, phones) = Self::read_description(dir)?;
+        let ContentDescription { left, right, phones, norm } = Self::read_description(dir)?;
         let loaded = open_session_with_threads(&dir.join(CONTENT_MODEL_FILE), device, threads)?;
-        Ok(Self { session: loaded.session, left, right, phones, input: vec![0.0; (left + 1 + right) * N_MELS] })
+        Ok(Self { session: loaded.session, left, right, phones, norm, input: vec![0.0; (left + 1 + right) * N_MELS] })
     }
 
     /// `(left, right)` context frames from `dir/content_phones.json`.
     pub fn read_context(dir: &Path) -> Result<(usize, usize), RuntimeError> {
-        Self::read_description(dir).map(|(l, r, _)| (l, r))
+        Self::read_description(dir).map(|d| (d.left, d.right))
     }
 
-    fn read_description(dir: &Path) -> Result<(usize, usize, usize), RuntimeError> {
+    fn read_description(dir: &Path) -> Result<ContentDescription, RuntimeError> {
         let json_path = dir.join("content_phones.json");
         let corrupt = |reason: String| RuntimeError::ModelCorrupt { path: json_path.clone(), reason };
         let text = std::fs::read_to_string(&json_path).map_err(|e| corrupt(e.to_string()))?;
@@ -144,7 +209,17 @@ impl ContentModel {
         let get = |k: &str| info["context"][k].as_u64().map(|v| v as usize).ok_or_else(|| corrupt(format!("missing context.{k}")));
         let (left, right) = (get("left")?, get("right")?);
         let phones = info["phones"].as_array().map(|a| a.len()).ok_or_else(|| corrupt("missing phones".into()))?;
-        Ok((left, right, phones))
+        let sn = &info["speaker_normalisation"];
+        let number = |k: &str| sn[k].as_f64().map(|v| v as f32).ok_or_else(|| corrupt(format!("missing speaker_normalisation.{k}")));
+        let prior: Vec<f32> = sn["prior_mean"].as_array().map(|a| a.iter().filter_map(|v| v.as_f64()).map(|v| v as f32).collect()).unwrap_or_default();
+        let prior_mean: MelFrame = prior.try_into().map_err(|_| corrupt(format!("speaker_normalisation.prior_mean must have {N_MELS} numbers")))?;
+        let norm = SpeakerNormSettings { prior_mean, speech_gate: number("speech_gate")?, prior_frames: number("prior_frames")?, tau_frames: number("tau_frames")? };
+        Ok(ContentDescription { left, right, phones, norm })
+    }
+
+    /// A fresh per-speaker normalisation for one stream.
+    pub fn speaker_norm(&self) -> SpeakerNorm {
+        SpeakerNorm::new(self.norm)
     }
 
     /// Frames of context before / after the frame being described.
@@ -157,7 +232,8 @@ impl ContentModel {
     }
 
     /// Posteriors of the centre frame of `frames` (`left + 1 + right`
-    /// frames), written as square roots (ready for Hellinger distance).
+    /// frames, each normalised by the stream's [`SpeakerNorm`]), written as
+    /// square roots (ready for Hellinger distance).
     pub fn describe(&mut self, frames: &[&MelFrame], out: &mut [f32]) -> Result<(), RuntimeError> {
         debug_assert_eq!(frames.len(), self.left + 1 + self.right);
         for (i, f) in frames.iter().enumerate() {
@@ -173,9 +249,18 @@ impl ContentModel {
         Ok(())
     }
 
-    /// Square-root posteriors for every frame of a whole signal's mel (edges
-    /// repeat the first/last frame).
-    pub fn describe_all(&mut self, mel: &[MelFrame]) -> Result<Vec<f32>, RuntimeError> {
+    /// Square-root posteriors for every frame of a whole signal's mel,
+    /// normalised as one stream (edges repeat the first/last frame).
+    pub fn describe_all(&mut self, raw: &[MelFrame]) -> Result<Vec<f32>, RuntimeError> {
+        let mut norm = self.speaker_norm();
+        let mel: Vec<MelFrame> = raw
+            .iter()
+            .map(|f| {
+                let mut o = [0.0; N_MELS];
+                norm.push(f, &mut o);
+                o
+            })
+            .collect();
         let mut out = vec![0.0; mel.len() * self.phones];
         let n = mel.len() as isize;
         let mut ctx: Vec<&MelFrame> = Vec::with_capacity(self.left + 1 + self.right);
@@ -674,6 +759,11 @@ pub struct DefaultVoiceConverter {
     analysis_lag: usize,
     /// Recent mel frames by index (`ring[j % len]`).
     mel_ring: Vec<MelFrame>,
+    /// The same frames normalised for the content model, and the stream's
+    /// normalisation (with the padding before frame 0).
+    norm_ring: Vec<MelFrame>,
+    speaker_norm: SpeakerNorm,
+    pad_before: MelFrame,
     /// Recent pitch-tracker frames (F0 Hz, 0 = unvoiced) by index.
     pitch_ring: Vec<f32>,
     pitch_fifo: Vec<f32>,
@@ -750,6 +840,9 @@ impl DefaultVoiceConverter {
             controls: ConversionControls::default(),
             analysis_lag,
             mel_ring: vec![[mel::LOG_SILENCE; N_MELS]; ring],
+            norm_ring: vec![[0.0; N_MELS]; ring],
+            speaker_norm: content.speaker_norm(),
+            pad_before: content.speaker_norm().silence(),
             pitch_ring: vec![0.0; 4 * ring],
             pitch_fifo: vec![0.0; 512],
             pitch_fill: 0,
@@ -817,8 +910,13 @@ impl DefaultVoiceConverter {
         // Mel frame k − 2.
         let mut frame = [0.0; N_MELS];
         self.mel.push_hop(x, &mut frame);
-        if k >= StreamingMel::DELAY_FRAMES as u64 {
-            self.mel_ring[((k - StreamingMel::DELAY_FRAMES as u64) % ring) as usize] = frame;
+        if let Some(j) = k.checked_sub(StreamingMel::DELAY_FRAMES as u64) {
+            let slot = (j % ring) as usize;
+            self.mel_ring[slot] = frame;
+            self.speaker_norm.push(&frame, &mut self.norm_ring[slot]);
+            if j == 0 {
+                self.pad_before = self.speaker_norm.silence();
+            }
         }
         // Pitch frames (10 ms hops of 220/221 samples).
         for &s in x {
@@ -853,11 +951,18 @@ impl DefaultVoiceConverter {
         let ring = self.mel_ring.len() as u64;
         let (left, _) = self.content.context();
         let newest = self.hops as i64 - 1 - StreamingMel::DELAY_FRAMES as i64;
+        let pad_after = self.speaker_norm.silence();
         for (i, slot) in self.context.iter_mut().enumerate() {
             let j = a as i64 - left as i64 + i as i64;
-            *slot = if j < 0 || j > newest { [mel::LOG_SILENCE; N_MELS] } else { self.mel_ring[(j as u64 % ring) as usize] };
+            *slot = if j < 0 {
+                self.pad_before
+            } else if j > newest {
+                pad_after
+            } else {
+                self.norm_ring[(j as u64 % ring) as usize]
+            };
         }
-        let source = self.context[left];
+        let source = if a as i64 > newest { [mel::LOG_SILENCE; N_MELS] } else { self.mel_ring[(a % ring) as usize] };
         self.describe_context()?;
         let f0 = self.pitch_ring[(pitch_frame_of(a) % self.pitch_ring.len() as u64) as usize];
         if f0 > 0.0 {
@@ -1092,6 +1197,8 @@ impl HopModel for DefaultVoiceConverter {
         for f in &mut self.mel_ring {
             *f = [mel::LOG_SILENCE; N_MELS];
         }
+        self.speaker_norm.reset();
+        self.pad_before = self.speaker_norm.silence();
         self.pitch_ring.fill(0.0);
         self.pitch_fill = 0;
         self.hops = 0;
@@ -1132,6 +1239,41 @@ impl HopModel for DefaultVoiceConverter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The same speech through two channels that differ by a fixed
+    /// colouring per band reaches the content model nearly the same once
+    /// the running mean has settled; silence leaves the mean alone.
+    #[test]
+    fn speaker_norm_takes_out_a_fixed_colouring_and_ignores_silence() {
+        let settings = SpeakerNormSettings { prior_mean: [-5.0; N_MELS], speech_gate: -9.0, prior_frames: 10.0, tau_frames: 200.0 };
+        let colouring: MelFrame = std::array::from_fn(|b| 1.5 - 0.04 * b as f32);
+        let speech = |t: usize| -> MelFrame { std::array::from_fn(|b| -4.0 + 2.0 * ((t as f32 * 0.37 + b as f32 * 0.21).sin())) };
+        let (mut plain, mut coloured) = (SpeakerNorm::new(settings), SpeakerNorm::new(settings));
+        let (mut a, mut b) = ([0.0; N_MELS], [0.0; N_MELS]);
+        let mut first_gap = 0.0f32;
+        for t in 0..2000 {
+            let x = speech(t);
+            let y: MelFrame = std::array::from_fn(|k| x[k] + colouring[k]);
+            plain.push(&x, &mut a);
+            coloured.push(&y, &mut b);
+            let gap = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
+            if t == 0 {
+                first_gap = gap;
+            }
+        }
+        let gap = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
+        assert!(first_gap > 1.0, "the colouring should show at first ({first_gap})");
+        assert!(gap < 0.02, "after 2000 frames the coloured stream is still {gap} away");
+        // Digital silence is below the gate: the mean stays where it was.
+        let before = plain.silence();
+        let mut out = [0.0; N_MELS];
+        for _ in 0..500 {
+            plain.push(&[mel::LOG_SILENCE; N_MELS], &mut out);
+        }
+        assert_eq!(plain.silence(), before);
+        plain.reset();
+        assert_eq!(plain.silence(), SpeakerNorm::new(settings).silence());
+    }
 
     /// Shape distance is the level-free envelope distance: a level offset
     /// changes nothing, a change of tilt does.

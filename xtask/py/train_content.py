@@ -2,15 +2,21 @@
 HiFi-GAN log-mel frames, on the set written by make_phone_set.py.
 
 Model: scikit-learn MLPClassifier on stacked context frames (L left + current
-+ R right, 80 bands each), per-band normalisation with fixed global mean/std
-of the training frames, two ReLU hidden layers, softmax over the phones.
++ R right, 80 bands each), two ReLU hidden layers, softmax over the phones.
+Two normalisations:
+  1. per speaker, outside the graph (the caller does it, see
+     speaker_means): every frame minus a causal running mean of the speech
+     frames so far (frame t included), started from the training frames'
+     mean, so a voice's own colouring (vocal tract, channel) is taken out;
+  2. per band with fixed global mean/std of the speaker-normalised training
+     frames, inside the graph (Sub, Mul).
 Exported by hand to ONNX:
-  input  mel_context float32 [B, 80*(L+1+R)]  frames t-L .. t+R, frame-major
-         (element [b, 80*j + m] = log-mel band m of frame t-L+j)
+  input  mel_context float32 [B, 80*(L+1+R)]  speaker-normalised frames
+         t-L .. t+R, frame-major (element [b, 80*j + m] = band m of frame t-L+j)
   output phone_logp  float32 [B, P]           log posteriors, PHONES order
-The normalisation is inside the graph (Sub, Mul). Frames before the first /
-after the last one are the log-mel of digital silence, ln(1e-5) in every
-band (what the feature gives for zeros), so streaming and offline agree.
+Frames before the first / after the last one are the log-mel of digital
+silence, ln(1e-5) in every band (what the feature gives for zeros), minus the
+running mean of the first / last frame, so streaming and offline agree.
 
 usage: python train_content.py DATA_DIR OUT_DIR [--hidden 384] [--minutes 16]
 Writes OUT_DIR/content_phones.onnx and OUT_DIR/content_phones.json.
@@ -30,9 +36,51 @@ N_MELS = 80
 PAD_VALUE = float(np.log(1e-5))
 
 
-def stack(mel, starts, L=L_CTX, R=R_CTX, idx=None):
+# Speaker normalisation: a frame is "speech" when its mean log-mel is above
+# SPEECH_GATE; the running mean moves by max(1/(n + PRIOR_FRAMES), 1/TAU) of
+# the difference on the n-th speech frame (an average of the frames so far,
+# then an exponential one over ~TAU frames = 2.3 s); other frames keep it.
+NORM_TAU = 200.0
+NORM_SPEECH_GATE = -9.0
+NORM_PRIOR_FRAMES = 10.0
+
+
+def speaker_means(x, prior):
+    """x [T,80] one stream of frames -> m [T,80], the running mean after each frame."""
+    speech = x.mean(1) > NORM_SPEECH_GATE
+    m = np.empty(x.shape, dtype=np.float64)
+    cur, n = prior.astype(np.float64).copy(), 0
+    for t in range(len(x)):
+        if speech[t]:
+            n += 1
+            cur += max(1.0 / (n + NORM_PRIOR_FRAMES), 1.0 / NORM_TAU) * (x[t] - cur)
+        m[t] = cur
+    return m
+
+
+def speaker_normalise(mel, starts, prior, streams=None):
+    """Utterances concatenated [T,80] -> (normalised [T,80], left pad [U,80], right pad [U,80]).
+    Each utterance starts from `prior`, unless `streams` (one id per utterance) groups
+    utterances into one recording each (in order), whose running mean carries on."""
+    T = len(mel)
+    bounds = np.append(starts, T)
+    out = np.empty((T, N_MELS), np.float32)
+    padl = np.empty((len(starts), N_MELS), np.float32)
+    padr = np.empty((len(starts), N_MELS), np.float32)
+    carried = {}
+    for u in range(len(starts)):
+        stream = u if streams is None else streams[u]
+        x = mel[bounds[u] : bounds[u + 1]].astype(np.float64)
+        m = speaker_means(x, carried.get(stream, prior))
+        carried[stream] = m[-1]
+        out[bounds[u] : bounds[u + 1]] = x - m
+        padl[u], padr[u] = PAD_VALUE - m[0], PAD_VALUE - m[-1]
+    return out, padl, padr
+
+
+def stack(mel, starts, L=L_CTX, R=R_CTX, idx=None, padl=None, padr=None):
     """[T,80] utterances concatenated -> [T or len(idx), 80*(L+1+R)] with silence padding
-    at utterance edges."""
+    at utterance edges (per utterance `padl` / `padr` [U,80] if given)."""
     T = len(mel)
     bounds = np.append(starts, T)
     utt = np.repeat(np.arange(len(starts)), np.diff(bounds))
@@ -43,7 +91,10 @@ def stack(mel, starts, L=L_CTX, R=R_CTX, idx=None):
     for j, off in enumerate(range(-L, R + 1)):
         src = idx + off
         ok = (src >= lo) & (src < hi)
-        block = np.full((len(idx), N_MELS), PAD_VALUE, dtype=np.float32)
+        if padl is None:
+            block = np.full((len(idx), N_MELS), PAD_VALUE, dtype=np.float32)
+        else:
+            block = np.where((src < lo)[:, None], padl[utt[idx]], padr[utt[idx]]).astype(np.float32)
         block[ok] = mel[src[ok]]
         out[:, j * N_MELS : (j + 1) * N_MELS] = block
     return out
@@ -113,20 +164,28 @@ def main():
     P = len(phones)
     tr, va, ev = (load(os.path.join(a.data, f"{s}.npz")) for s in ("train", "val", "eval"))
     mel_tr = tr["mel"].astype(np.float32)
-    mean = mel_tr.mean(0).astype(np.float64)
-    std = mel_tr.std(0).astype(np.float64) + 1e-3
+    prior = mel_tr[mel_tr.mean(1) > NORM_SPEECH_GATE].mean(0).astype(np.float64)
+    del mel_tr
+    normed = {k: speaker_normalise(d["mel"], d["utt_start"], prior) for k, d in (("train", tr), ("val", va), ("eval", ev))}
+    # The evaluation voices as Manifold meets them: each voice's utterances
+    # one after the other, its running mean carried on.
+    normed["eval_carried"] = speaker_normalise(ev["mel"], ev["utt_start"], prior, streams=ev["utt_voice"])
+    mean = normed["train"][0].mean(0).astype(np.float64)
+    std = normed["train"][0].std(0).astype(np.float64) + 1e-3
     n_in = N_MELS * (L_CTX + 1 + R_CTX)
     tile_m, tile_s = np.tile(mean, L_CTX + 1 + R_CTX).astype(np.float32), np.tile(std, L_CTX + 1 + R_CTX).astype(np.float32)
 
-    def features(d):
-        x = stack(d["mel"].astype(np.float32), d["utt_start"])
+    def features(name, d):
+        mel, padl, padr = normed[name]
+        x = stack(mel, d["utt_start"], padl=padl, padr=padr)
         x -= tile_m
         x /= tile_s
         return x
 
-    Xtr, ytr = features(tr), tr["label"].astype(np.int64)
-    Xva, yva = features(va), va["label"].astype(np.int64)
-    Xev, yev = features(ev), ev["label"].astype(np.int64)
+    Xtr, ytr = features("train", tr), tr["label"].astype(np.int64)
+    Xva, yva = features("val", va), va["label"].astype(np.int64)
+    Xev, yev = features("eval", ev), ev["label"].astype(np.int64)
+    Xec = features("eval_carried", ev)
     print(f"train {Xtr.shape} val {Xva.shape} eval {Xev.shape}  ({time.time() - t0:.0f}s)", flush=True)
 
     clf = MLPClassifier(hidden_layer_sizes=(a.hidden, a.hidden), activation="relu", solver="adam", alpha=1e-4,
@@ -144,8 +203,9 @@ def main():
         clf.partial_fit(Xtr, ytr, classes=classes)
         acc_va = accuracy(clf.predict(Xva), yva)
         acc_ev = accuracy(clf.predict(Xev), yev)
+        acc_ec = accuracy(clf.predict(Xec), yev)
         epoch_s = time.time() - te
-        history.append({"epoch": epoch + 1, "lr": lr, "loss": float(clf.loss_), "val_acc": acc_va, "eval_acc": acc_ev, "s": round(epoch_s, 1)})
+        history.append({"epoch": epoch + 1, "lr": lr, "loss": float(clf.loss_), "val_acc": acc_va, "eval_acc": acc_ev, "eval_carried_acc": acc_ec, "s": round(epoch_s, 1)})
         print(history[-1], flush=True)
         if acc_va > best[0]:
             best = (acc_va, ([w.copy() for w in clf.coefs_], [b.copy() for b in clf.intercepts_]), epoch + 1)
@@ -164,6 +224,8 @@ def main():
     va_eng, pva = per_group(va, Xva, yva, "utt_engine")
     ev_voice, pev = per_group(ev, Xev, yev, "utt_voice")
     ev_eng, _ = per_group(ev, Xev, yev, "utt_engine")
+    ec_voice, pec = per_group(ev, Xec, yev, "utt_voice")
+    ec_eng, _ = per_group(ev, Xec, yev, "utt_engine")
     sub = np.random.default_rng(0).choice(len(Xtr), size=min(200_000, len(Xtr)), replace=False)
     acc_tr = accuracy(clf.predict(Xtr[sub]), ytr[sub])
     conf = np.zeros((P, P), dtype=np.int64)
@@ -201,11 +263,18 @@ def main():
         "silence": "sil",
         "context": {"left": L_CTX, "right": R_CTX, "frames": L_CTX + 1 + R_CTX, "lookahead_hops": R_CTX,
                     "edge_pad_value": PAD_VALUE,
-                    "edge_padding": "frames before the first / after the last are filled with ln(1e-5) in every band (digital silence)"},
+                    "edge_padding": "frames before the first / after the last are ln(1e-5) in every band (digital silence), speaker-normalised like the others"},
         "input": {"name": "mel_context", "shape": ["batch", n_in], "dtype": "float32",
                   "layout": "frame-major: element [b, 80*j + m] is log-mel band m of frame t-L+j, j = 0..L+R"},
         "output": {"name": "phone_logp", "shape": ["batch", P], "dtype": "float32", "meaning": "natural-log posteriors over phones"},
-        "normalisation": "inside the graph: (x - mean[band]) * inv_std[band], fixed global statistics of the training frames",
+        "normalisation": "inside the graph: (x - mean[band]) * inv_std[band], fixed global statistics of the speaker-normalised training frames",
+        "speaker_normalisation": {
+            "description": "before the graph, by the caller: every frame (edge padding included) minus the running mean m after that frame; "
+                           "a frame is speech when its mean log-mel > speech_gate; on the n-th speech frame of a stream "
+                           "m += max(1/(n + prior_frames), 1/tau_frames) * (x - m); m starts at prior_mean; other frames keep m; "
+                           "left / right padding use m after the first / last frame",
+            "prior_mean": [round(float(v), 6) for v in prior], "speech_gate": NORM_SPEECH_GATE,
+            "prior_frames": NORM_PRIOR_FRAMES, "tau_frames": NORM_TAU},
         "features": {"sample_rate": 22050, "channels": 1, "n_fft": 1024, "win_length": 1024, "window": "periodic Hann",
                      "hop": 256, "padding": "reflect, 384 samples both sides, no centering (frame t = padded samples [256t, 256t+1024))",
                      "magnitude": "sqrt(re^2 + im^2 + 1e-9)", "n_mels": 80, "mel": "Slaney (librosa htk=False, norm='slaney')",
@@ -226,6 +295,9 @@ def main():
             "evaluation_by_voice": ev_voice,
             "evaluation_per_phone": per_phone,
             "evaluation_top_confusions": confusions,
+            "evaluation_voices_carried": round(accuracy(pec, yev), 4),
+            "evaluation_carried_by_engine": ec_eng,
+            "evaluation_carried_by_voice": ec_voice,
         },
         "onnx_vs_sklearn_max_abs_diff": max_diff,
         "onnx_vs_sklearn_argmax_agreement": argmax_agree,

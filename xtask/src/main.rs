@@ -174,7 +174,7 @@ fn bench_voice(root: &Path) -> Result<()> {
 /// (eSpeak NG from the venv, Debian's festival with festvox-kallpc16k, and
 /// Debian's flite for its awb and rms voices) and
 /// trains the phone-posterior MLP into `models/content`. `--exact` repeats
-/// the committed run's epochs instead of the 15-minute budget.
+/// the committed run's epochs instead of the 16-minute budget.
 fn train_content(root: &Path, rest: &[String]) -> Result<()> {
     let py = venv::python(root)?;
     let data = root.join("target/phone-set");
@@ -182,7 +182,7 @@ fn train_content(root: &Path, rest: &[String]) -> Result<()> {
     let mut train = Command::new(&py);
     train.arg("xtask/py/train_content.py").arg(&data).arg(root.join("models/content"));
     if rest.iter().any(|a| a == "--exact") {
-        train.args(["--max-epochs", "23", "--minutes", "1000"]);
+        train.args(["--max-epochs", "7", "--minutes", "1000"]);
     }
     run(&mut train)?;
     eprintln!("xtask train-content: models/content updated; `cargo xtask models` installs it");
