@@ -147,8 +147,7 @@ impl SpeakerNorm {
     /// Takes the next frame of the stream into the mean and writes it
     /// normalised (minus the mean after it) to `out`.
     pub fn push(&mut self, frame: &MelFrame, out: &mut MelFrame) {
-        let level = frame.iter().sum::<f32>() / N_MELS as f32;
-        if level > self.settings.speech_gate {
+        if frame_level(frame) > self.settings.speech_gate {
             self.speech_frames += 1.0;
             let rate = (1.0 / (self.speech_frames + self.settings.prior_frames)).max(1.0 / self.settings.tau_frames);
             for (m, x) in self.mean.iter_mut().zip(frame) {
@@ -1250,18 +1249,18 @@ mod tests {
         let speech = |t: usize| -> MelFrame { std::array::from_fn(|b| -4.0 + 2.0 * ((t as f32 * 0.37 + b as f32 * 0.21).sin())) };
         let (mut plain, mut coloured) = (SpeakerNorm::new(settings), SpeakerNorm::new(settings));
         let (mut a, mut b) = ([0.0; N_MELS], [0.0; N_MELS]);
+        let max_gap = |a: &MelFrame, b: &MelFrame| a.iter().zip(b).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
         let mut first_gap = 0.0f32;
         for t in 0..2000 {
             let x = speech(t);
             let y: MelFrame = std::array::from_fn(|k| x[k] + colouring[k]);
             plain.push(&x, &mut a);
             coloured.push(&y, &mut b);
-            let gap = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
             if t == 0 {
-                first_gap = gap;
+                first_gap = max_gap(&a, &b);
             }
         }
-        let gap = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
+        let gap = max_gap(&a, &b);
         assert!(first_gap > 1.0, "the colouring should show at first ({first_gap})");
         assert!(gap < 0.02, "after 2000 frames the coloured stream is still {gap} away");
         // Digital silence is below the gate: the mean stays where it was.

@@ -931,14 +931,9 @@ impl Session {
     /// then would pull the driver out from under that thread.
     pub fn wait_for_editor_threads(&mut self) -> Vec<String> {
         let threads = std::mem::take(&mut self.editor_threads);
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let alive: Vec<u64> = thread_ids().into_iter().filter(|t| threads.contains(t)).collect();
-            if alive.is_empty() || Instant::now() >= deadline {
-                return alive.into_iter().map(thread_name).collect();
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let alive = || thread_ids().into_iter().filter(|t| threads.contains(t)).collect::<Vec<_>>();
+        self.wait_for(PATIENCE, |_| alive().is_empty());
+        alive().into_iter().map(thread_name).collect()
     }
 
     /// hide + destroy; the editor's window must go away and the threads it
