@@ -15,6 +15,7 @@
 
 pub mod capture;
 pub mod latency;
+pub mod pace;
 pub mod realtime;
 pub mod similarity;
 pub mod telemetry;

@@ -1,8 +1,10 @@
 //! The audio-thread side of the bridge. `process` never allocates, locks,
-//! waits (except in offline mode, where the host does not need real time)
-//! or makes a syscall.
+//! waits or makes a syscall, except while the host renders (offline mode,
+//! announced or measured by [`HostPace`]): then it waits for the worker, so
+//! a render is always processed and equals an offline render.
 
 use super::latency::LatencyPlan;
+use super::pace::{HostClock, HostPace};
 use super::telemetry::{LevelMeter, Telemetry, WorkerState};
 use super::worker::{self, ModelCatalog, Shared, WorkerHandle, WorkerSetup};
 use crate::dsp::delay::DelayLine;
@@ -32,7 +34,10 @@ pub struct BridgeConfig {
     /// separators, so the stems still add up to the dry mix).
     pub fallback_share: f32,
     pub max_block: usize,
-    /// Host offline render (or the CLI): wait for the worker, never underrun.
+    /// Activated for an offline render (host offline mode at activation, or
+    /// the CLI): always wait for the worker, never underrun. Hosts that
+    /// render without saying so at activation are caught per call
+    /// ([`RealtimeBridge::set_host_offline`], [`HostPace`]).
     pub offline: bool,
     /// The stream's delay, computed before the model is loaded.
     pub stream_latency: StreamLatency,
@@ -60,7 +65,19 @@ pub struct RealtimeBridge {
     channels: usize,
     out_channels: usize,
     fallback_share: f32,
-    offline: bool,
+    /// Activated offline (CLI, host offline at activation): always waits.
+    activated_offline: bool,
+    /// The host marks this call offline (VST3 per-call mode, CLAP render).
+    host_offline: bool,
+    /// The host's measured pace: fast means it renders, so waiting is right.
+    pace: HostPace,
+    clock: HostClock,
+    /// Whether the last call waited for the worker (for the telemetry).
+    waited: bool,
+    /// Frames since the reset to send ahead of the current block when
+    /// streaming starts (found in the dry line), so a render whose worker
+    /// was not ready at its first call still starts at its first sample.
+    replay: usize,
     shared: Arc<Shared>,
     to_worker: rtrb::Producer<f32>,
     from_worker: rtrb::Consumer<f32>,
@@ -144,7 +161,12 @@ impl RealtimeBridge {
             channels,
             out_channels,
             fallback_share: config.fallback_share,
-            offline: config.offline,
+            activated_offline: config.offline,
+            host_offline: false,
+            pace: HostPace::new(config.sample_rate, plan.block),
+            clock: HostClock::system(),
+            waited: config.offline,
+            replay: 0,
             shared,
             to_worker,
             from_worker,
@@ -187,6 +209,44 @@ impl RealtimeBridge {
         self.out_channels
     }
 
+    /// Audio thread, before `process`: whether the host marks this call as
+    /// an offline render (nice-plug's `ProcessContext::process_mode`).
+    #[inline]
+    pub fn set_host_offline(&mut self, offline: bool) {
+        self.host_offline = offline;
+    }
+
+    /// Main thread: the clock the host's pace is measured with (tests use a
+    /// manual one, so pacing does not depend on how busy the machine is).
+    pub fn set_clock(&mut self, clock: HostClock) {
+        self.clock = clock;
+    }
+
+    /// Whether this call waits for the worker instead of fading to dry: the
+    /// host renders (activated offline, marks the call offline, or calls
+    /// faster than real time).
+    #[inline]
+    fn waits(&self) -> bool {
+        self.activated_offline || self.host_offline || self.pace.is_fast()
+    }
+
+    /// Audio thread: start of a host call.
+    #[inline]
+    fn call_starts(&mut self) {
+        self.pace.arrive(self.clock.now_ns());
+        let waits = self.waits();
+        if waits != self.waited {
+            self.waited = waits;
+            self.shared.telemetry.set_offline(waits);
+        }
+    }
+
+    /// Audio thread: end of a host call of `frames` frames.
+    #[inline]
+    fn call_ends(&mut self, frames: usize) {
+        self.pace.leave(self.clock.now_ns(), frames);
+    }
+
     /// Audio thread: ask for model `index` of the catalog. The worker loads it
     /// off the audio thread and crossfades to it; latency does not change.
     /// Offline, the call waits until the new model is loaded, so the switch
@@ -196,11 +256,11 @@ impl RealtimeBridge {
         if self.shared.requested_model.load(Ordering::Relaxed) == index {
             return;
         }
-        let at = if self.offline { self.frames_sent } else { 0 };
+        let at = if self.waits() { self.frames_sent } else { 0 };
         self.shared.switch_at_frame.store(at, Ordering::Release);
         let before = self.shared.requested_model.swap(index, Ordering::AcqRel);
-        if self.offline && before != index {
-            self.wait_offline(|b| {
+        if self.waits() && before != index {
+            self.wait_for_worker(|b| {
                 b.shared.ready_model.load(Ordering::Acquire) == index
                     || b.shared.failed_model.load(Ordering::Acquire) == index
                     || !matches!(b.shared.telemetry.state(), WorkerState::Running | WorkerState::Loading)
@@ -228,25 +288,36 @@ impl RealtimeBridge {
             && self.shared.epoch_done.load(Ordering::Acquire) == self.shared.epoch_requested.load(Ordering::Relaxed)
     }
 
-    fn update_mode(&mut self) {
+    /// Audio thread, at the start of a block of `len` frames.
+    fn update_mode(&mut self, len: usize) {
         match self.mode {
             Mode::Idle | Mode::Syncing => {
-                if self.offline {
-                    self.wait_offline(|b| b.worker_synced() || b.shared.telemetry.state() != WorkerState::Loading && b.shared.telemetry.state() != WorkerState::Running);
+                let waits = self.waits();
+                if waits {
+                    self.wait_for_worker(|b| b.worker_synced() || b.shared.telemetry.state() != WorkerState::Loading && b.shared.telemetry.state() != WorkerState::Running);
                 }
                 if self.worker_synced() {
                     let stale = self.from_worker.slots();
                     if let Ok(c) = self.from_worker.read_chunk(stale) {
                         c.commit_all();
                     }
-                    self.prefill_left = self.plan.prefill();
-                    if self.dry_frames_since_reset == 0 {
+                    let since_reset = self.dry_frames_since_reset;
+                    let prefill = self.plan.prefill();
+                    // Everything since the reset is still in the dry line:
+                    // stream it first, and the output is exactly that of a
+                    // worker that was ready from the first sample.
+                    if since_reset == 0 || waits && since_reset + len <= self.plan.total {
+                        self.replay = since_reset;
+                        self.prefill_left = prefill.saturating_sub(since_reset);
+                        self.missed = since_reset.saturating_sub(prefill);
                         self.warmup_left = 0;
                         self.wet_gain = 1.0;
                     } else {
+                        self.replay = 0;
+                        self.prefill_left = prefill;
+                        self.missed = 0;
                         self.warmup_left = self.plan.total;
                     }
-                    self.missed = 0;
                     self.in_underrun = false;
                     self.frames_sent = 0;
                     self.mode = Mode::Streaming;
@@ -260,8 +331,9 @@ impl RealtimeBridge {
         }
     }
 
-    /// Offline only: spin politely until `ready` or the deadline.
-    fn wait_offline(&self, ready: impl Fn(&Self) -> bool) {
+    /// Only while the host renders: sleep in short steps until `ready` or
+    /// the deadline.
+    fn wait_for_worker(&self, ready: impl Fn(&Self) -> bool) {
         let start = Instant::now();
         while !ready(self) && start.elapsed() < OFFLINE_WAIT {
             std::thread::sleep(Duration::from_micros(50));
@@ -274,6 +346,7 @@ impl RealtimeBridge {
     /// 0 = active, 1 = bypassed) so smoothed parameters stay smooth.
     pub fn process(&mut self, audio: &mut [&mut [f32]], mut mix: impl FnMut() -> f32, mut bypass: impl FnMut() -> f32) {
         let n = audio.first().map_or(0, |a| a.len());
+        self.call_starts();
         let c = self.channels.min(audio.len());
         let b = self.plan.block;
         let mut start = 0;
@@ -298,6 +371,7 @@ impl RealtimeBridge {
             }
             start += len;
         }
+        self.call_ends(n);
     }
 
     /// Audio thread: what finally leaves the plugin (after its own gain
@@ -314,6 +388,7 @@ impl RealtimeBridge {
     /// the aligned dry.
     pub fn process_stems(&mut self, input: &[&[f32]], stems: &mut [&mut [f32]], dry: &mut [&mut [f32]]) {
         let n = input.first().map_or(0, |a| a.len());
+        self.call_starts();
         let c = self.channels.min(input.len());
         let b = self.plan.block;
         let mut start = 0;
@@ -332,6 +407,7 @@ impl RealtimeBridge {
             }
             start += len;
         }
+        self.call_ends(n);
     }
 
     /// Audio thread. One block of at most `plan.block` frames: fills
@@ -341,7 +417,7 @@ impl RealtimeBridge {
         let c = self.channels.min(input.len());
         let oc = self.out_channels;
         let b = self.plan.block;
-        self.update_mode();
+        self.update_mode(len);
 
         // 1. Sanitize the input, feed the dry delay line.
         let mut fixed = 0u64;
@@ -369,11 +445,13 @@ impl RealtimeBridge {
 
         // 2. Send it to the worker.
         if self.mode == Mode::Streaming {
-            match self.to_worker.write_chunk_uninit(len * c) {
+            let replay = std::mem::take(&mut self.replay);
+            match self.to_worker.write_chunk_uninit((replay + len) * c) {
                 Ok(w) => {
-                    let src = &self.in_block;
-                    w.fill_from_iter((0..len * c).map(|k| src[(k % c) * b + k / c]));
-                    self.frames_sent += len as u64;
+                    let (src, dry) = (&self.in_block, &self.dry);
+                    let past = (0..replay * c).map(|k| dry.since_reset(k / c, k % c));
+                    w.fill_from_iter(past.chain((0..len * c).map(|k| src[(k % c) * b + k / c])));
+                    self.frames_sent += (replay + len) as u64;
                 }
                 // The worker stopped draining: start over rather than drift.
                 Err(_) => self.request_resync(),
@@ -383,10 +461,11 @@ impl RealtimeBridge {
         // 3. Collect wet frames that are due.
         let mut available = 0; // wet frames usable this block
         let mut enough = false;
+        let waits = self.waits();
         if self.mode == Mode::Streaming {
-            if self.offline {
+            if waits {
                 let need = len.saturating_sub(self.prefill_left) + self.missed;
-                self.wait_offline(|s| s.from_worker.slots() / oc >= need || s.shared.telemetry.state() != WorkerState::Running);
+                self.wait_for_worker(|s| s.from_worker.slots() / oc >= need || s.shared.telemetry.state() != WorkerState::Running);
             }
             // Pay the debt left by earlier underruns.
             let ring = self.from_worker.slots() / oc;
@@ -399,7 +478,7 @@ impl RealtimeBridge {
             }
             if self.missed == 0 {
                 let ring = self.from_worker.slots() / oc;
-                let reserve = if self.offline { 0 } else { self.plan.crossfade };
+                let reserve = if waits { 0 } else { self.plan.crossfade };
                 let total = self.prefill_left + ring;
                 enough = total >= len + reserve;
                 available = total.min(len);
@@ -460,11 +539,12 @@ mod tests {
     use crate::pipelines::HopModel;
     use std::sync::atomic::AtomicBool;
 
-    /// Wet = minus dry (so any hard switch between them is a loud click),
-    /// and optionally far too slow for real time.
+    /// Wet = minus dry (so any hard switch between them is a loud click).
+    /// While `closed` is set the model stalls inside its hop: a worker that
+    /// is late for as long as the test wants, whatever the machine's speed.
     struct InvertingModel {
         inner: StftPassthrough,
-        slow: Arc<AtomicBool>,
+        closed: Arc<AtomicBool>,
     }
 
     impl HopModel for InvertingModel {
@@ -484,8 +564,8 @@ mod tests {
             self.inner.delay()
         }
         fn process_hop(&mut self, input: &[f32], output: &mut [f32]) {
-            if self.slow.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(40));
+            while self.closed.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_micros(200));
             }
             self.inner.process_hop(input, output);
             output.iter_mut().for_each(|x| *x = -*x);
@@ -497,7 +577,12 @@ mod tests {
 
     const TIMING: ModelTiming = ModelTiming { sample_rate: 16000, hop: 256, delay: 256 };
 
-    fn bridge(rate: u32, block: usize, offline: bool, slow: Arc<AtomicBool>) -> RealtimeBridge {
+    fn bridge(rate: u32, block: usize, offline: bool, closed: Arc<AtomicBool>) -> RealtimeBridge {
+        gated_bridge(rate, block, offline, closed, Arc::new(AtomicBool::new(false)))
+    }
+
+    /// `loading`: while set, the model does not finish loading.
+    fn gated_bridge(rate: u32, block: usize, offline: bool, closed: Arc<AtomicBool>, loading: Arc<AtomicBool>) -> RealtimeBridge {
         let config = BridgeConfig {
             sample_rate: rate as f32,
             channels: 1,
@@ -513,8 +598,11 @@ mod tests {
         // Model 0 inverts, model 1 passes through (at another rate and hop, so
         // its natural delay differs and must be padded to the same latency).
         let catalog: ModelCatalog = Arc::new(move |index| {
+            while loading.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_micros(200));
+            }
             if index == 0 {
-                Ok(Box::new(InvertingModel { inner: StftPassthrough::new(16000, 512, 256, 1), slow: slow.clone() }) as Box<dyn HopModel>)
+                Ok(Box::new(InvertingModel { inner: StftPassthrough::new(16000, 512, 256, 1), closed: closed.clone() }) as Box<dyn HopModel>)
             } else {
                 Ok(Box::new(StftPassthrough::new(48000, 960, 480, 1)) as Box<dyn HopModel>)
             }
@@ -526,53 +614,173 @@ mod tests {
         (0..n).map(|i| 0.5 * (2.0 * std::f32::consts::PI * 200.0 * i as f32 / rate).sin()).collect()
     }
 
+    /// Test driver: waits until the worker has handed back every frame the
+    /// bridge sent (a caught-up worker, however slow the machine is today).
+    fn settle(b: &RealtimeBridge) {
+        let start = Instant::now();
+        while b.shared.frames_out.load(Ordering::Acquire) < b.frames_sent {
+            assert!(start.elapsed() < Duration::from_secs(120), "worker never caught up");
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+
+    fn wait_until_running(b: &RealtimeBridge) {
+        let start = Instant::now();
+        while !b.worker_synced() {
+            assert!(start.elapsed() < Duration::from_secs(120), "worker never started");
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+
+    /// A real-time host: the manual clock moves one block per call.
+    fn paced(b: &mut RealtimeBridge, rate: u32) -> impl FnMut(&mut RealtimeBridge, usize) {
+        let now = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        b.set_clock(HostClock::Manual(now.clone()));
+        move |_b, frames| {
+            now.fetch_add((frames as f64 * 1e9 / rate as f64) as u64, Ordering::Relaxed);
+        }
+    }
+
     /// A worker that falls far behind makes the output fade to aligned dry
-    /// (no click), counts the underrun, and comes back aligned.
+    /// (no click), counts the underrun, and comes back aligned. The worker
+    /// is stalled by a gate from 0.6 s to 0.9 s and otherwise always caught
+    /// up before the next block: the same output on any machine.
     #[test]
     fn late_worker_fades_to_aligned_dry_and_recovers_without_clicks() {
         let rate = 48000u32;
         let block = 128;
-        let slow = Arc::new(AtomicBool::new(false));
-        let mut b = bridge(rate, block, false, slow.clone());
+        let closed = Arc::new(AtomicBool::new(false));
+        let mut b = bridge(rate, block, false, closed.clone());
+        let mut tick = paced(&mut b, rate);
+        wait_until_running(&b);
         let lat = b.latency().total;
-        let seconds = 2.0;
-        let n = (seconds * rate as f64) as usize;
+        let n = 2 * rate as usize;
         let x = sine(n, rate as f32);
         let mut y = vec![0.0f32; n];
-        let period = Duration::from_secs_f64(block as f64 / rate as f64);
-        let start = Instant::now();
-        for (k, pos) in (0..n).step_by(block).enumerate() {
-            // be late from 0.6 s to 0.9 s
+        for pos in (0..n).step_by(block) {
             let t = pos as f64 / rate as f64;
-            slow.store((0.6..0.9).contains(&t), Ordering::Relaxed);
+            let late = (0.6..0.9).contains(&t);
+            closed.store(late, Ordering::Release);
             let len = block.min(n - pos);
             y[pos..pos + len].copy_from_slice(&x[pos..pos + len]);
             b.process(&mut [&mut y[pos..pos + len]], || 1.0, || 0.0);
-            // pace like a sound card
-            let due = start + period * (k as u32 + 1);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
+            tick(&mut b, len);
+            if !late {
+                settle(&b);
             }
         }
         let tele = b.telemetry().clone();
-        assert!(tele.underrun_events() >= 1, "the slow worker must cause counted underruns");
+        assert!(tele.underrun_events() >= 1, "the stalled worker must cause counted underruns");
         // No clicks anywhere: the largest step is that of the sine plus a 3 ms crossfade.
         let max_step = y.windows(2).map(|w| (w[1] - w[0]).abs()).fold(0.0f32, f32::max);
         assert!(max_step < 0.05, "click: sample-to-sample step {max_step}");
-        // During the worst of it the output is the aligned dry signal...
+        // Before the stall and during the worst of it, the output is the
+        // (inverted) wet signal and then the aligned dry signal...
+        let wet_before = (lat + 1000..(0.55 * rate as f64) as usize).map(|i| (y[i] + x[i - lat]).abs()).fold(0.0f32, f32::max);
+        assert!(wet_before < 0.01, "wet path before the stall misaligned: {wet_before}");
         let mid = (0.85 * rate as f64) as usize;
-        let mut dry_err = 0.0f32;
-        for i in mid..mid + 2000 {
-            dry_err = dry_err.max((y[i] - x[i - lat]).abs());
-        }
-        // ...and at the end it is the (inverted) wet signal, still aligned.
-        let mut wet_err = 0.0f32;
-        for i in n - 4000..n {
-            wet_err = wet_err.max((y[i] + x[i - lat]).abs());
-        }
-        assert!(wet_err < 0.01, "wet path after recovery misaligned: {wet_err}");
-        assert!(dry_err < 0.01 || tele.underrun_frames() > 0, "dry fallback misaligned: {dry_err}");
+        let dry_err = (mid..mid + 2000).map(|i| (y[i] - x[i - lat]).abs()).fold(0.0f32, f32::max);
         assert!(dry_err < 0.01, "dry fallback misaligned: {dry_err}");
+        // ...and at the end it is the wet signal again, still aligned.
+        let wet_err = (n - 4000..n).map(|i| (y[i] + x[i - lat]).abs()).fold(0.0f32, f32::max);
+        assert!(wet_err < 0.01, "wet path after recovery misaligned: {wet_err}");
+    }
+
+    /// Renders `x` in blocks of `block` through `b`; `tick` moves the host's
+    /// clock after each call (or not, for a host that renders flat out).
+    fn render(b: &mut RealtimeBridge, x: &[f32], block: usize, mut tick: impl FnMut(&mut RealtimeBridge, usize)) -> Vec<f32> {
+        let mut y = x.to_vec();
+        for c in y.chunks_mut(block) {
+            let len = c.len();
+            b.process(&mut [c], || 1.0, || 0.0);
+            tick(b, len);
+        }
+        y
+    }
+
+    /// A host that renders faster than real time without saying so (its
+    /// clock barely moves between calls), with a model that is still
+    /// loading at the first call and a worker far slower than the host:
+    /// the output is processed from the first sample and equals an offline
+    /// render, bit for bit.
+    #[test]
+    fn an_unannounced_fast_render_is_processed_and_equals_offline() {
+        let rate = 48000u32;
+        let block = 512;
+        let n = rate as usize;
+        let x = sine(n, rate as f32);
+        let mut offline = bridge(rate, block, true, Arc::new(AtomicBool::new(false)));
+        let want = render(&mut offline, &x, block, |_, _| ());
+        assert_eq!(offline.telemetry().underrun_events(), 0);
+
+        let loading = Arc::new(AtomicBool::new(true));
+        let mut b = gated_bridge(rate, block, false, Arc::new(AtomicBool::new(false)), loading.clone());
+        let now = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        b.set_clock(HostClock::Manual(now.clone()));
+        let mut calls = 0;
+        let got = render(&mut b, &x, block, |_, _| {
+            calls += 1;
+            // 1 µs per call of host time: 10000 times real time.
+            now.fetch_add(1000, Ordering::Relaxed);
+            if calls == 1 {
+                // The model finishes loading only after the first call.
+                loading.store(false, Ordering::Release);
+            }
+        });
+        assert!(b.pace.is_fast());
+        assert_eq!(b.telemetry().underrun_events(), 0);
+        let first = want.iter().zip(&got).position(|(a, b)| a != b);
+        assert!(first.is_none(), "fast render differs from offline at {first:?}");
+        let lat = b.latency().total;
+        let err = (lat + 1000..n).map(|i| (got[i] + x[i - lat]).abs()).fold(0.0f32, f32::max);
+        assert!(err < 0.01, "fast render not processed or not aligned: {err}");
+    }
+
+    /// A host that marks its calls offline (VST3 per-call mode, CLAP render
+    /// extension) is waited for from its first call, even at a real-time pace.
+    #[test]
+    fn a_host_marked_offline_call_waits_for_the_worker() {
+        let rate = 44100u32;
+        let block = 256;
+        let x = sine(rate as usize / 2, rate as f32);
+        let mut offline = bridge(rate, block, true, Arc::new(AtomicBool::new(false)));
+        let want = render(&mut offline, &x, block, |_, _| ());
+        let loading = Arc::new(AtomicBool::new(true));
+        let mut b = gated_bridge(rate, block, false, Arc::new(AtomicBool::new(false)), loading.clone());
+        let mut tick = paced(&mut b, rate);
+        b.set_host_offline(true);
+        let opener = {
+            let loading = loading.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                loading.store(false, Ordering::Release);
+            })
+        };
+        let got = render(&mut b, &x, block, |b, len| tick(b, len));
+        opener.join().unwrap();
+        assert!(!b.pace.is_fast(), "paced like a sound card");
+        assert_eq!(got, want, "a call marked offline must wait and equal the offline render");
+    }
+
+    /// A real-time host never waits: while the model is still loading (here:
+    /// for ever) every call returns at once with the aligned dry signal.
+    #[test]
+    fn a_real_time_host_never_waits_for_a_loading_model() {
+        let rate = 48000u32;
+        let block = 128;
+        let loading = Arc::new(AtomicBool::new(true));
+        let mut b = gated_bridge(rate, block, false, Arc::new(AtomicBool::new(false)), loading.clone());
+        let mut tick = paced(&mut b, rate);
+        let lat = b.latency().total;
+        let x = sine(rate as usize / 4, rate as f32);
+        let started = Instant::now();
+        let y = render(&mut b, &x, block, |b, len| tick(b, len));
+        let elapsed = started.elapsed();
+        loading.store(false, Ordering::Release);
+        // Each wait would last OFFLINE_WAIT (30 s); 94 calls returned.
+        assert!(elapsed < OFFLINE_WAIT, "a real-time call waited");
+        let err = (lat..x.len()).map(|i| (y[i] - x[i - lat]).abs()).fold(0.0f32, f32::max);
+        assert!(err < 1e-6, "not the aligned dry signal while loading: {err}");
     }
 
     /// Offline rendering never underruns and is bit-for-bit repeatable, with

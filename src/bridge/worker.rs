@@ -49,6 +49,9 @@ pub struct Shared {
     /// The target voice for voice conversion (same rules, same version).
     pub target_voice: parking_lot::Mutex<Option<Arc<TargetVoice>>>,
     pub target_version: AtomicU64,
+    /// Frames the worker has handed back since it started (tests use it to
+    /// drive the worker deterministically instead of pacing by the clock).
+    pub frames_out: AtomicU64,
 }
 
 impl Shared {
@@ -65,6 +68,7 @@ impl Shared {
             target_embedding: parking_lot::Mutex::new(None),
             target_voice: parking_lot::Mutex::new(None),
             target_version: AtomicU64::new(0),
+            frames_out: AtomicU64::new(0),
         }
     }
 
@@ -338,6 +342,7 @@ fn run(setup: WorkerSetup) {
             }
             written += room;
         }
+        shared.frames_out.fetch_add(written as u64, Ordering::Release);
         if audio >= 0.5 {
             tele.set_worker_rtf((busy / audio) as f32);
             busy = 0.0;

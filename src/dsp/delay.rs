@@ -25,6 +25,14 @@ impl DelayLine {
         self.pos = 0;
     }
 
+    /// Sample `channel` of the `frame`-th frame pushed since the last reset;
+    /// valid while no more than `delay` frames have been pushed since (so
+    /// none has been overwritten).
+    #[inline]
+    pub fn since_reset(&self, frame: usize, channel: usize) -> f32 {
+        self.buf.get(frame * self.channels + channel).copied().unwrap_or(0.0)
+    }
+
     /// Pushes one frame (one sample per channel) and writes the frame from
     /// `delay` samples ago into `out`.
     #[inline]

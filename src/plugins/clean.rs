@@ -260,10 +260,13 @@ impl Plugin for Clean {
         self.bridge = None;
     }
 
-    fn process(&mut self, buffer: &mut Buffer, _aux: &mut AuxiliaryBuffers, _context: &mut impl ProcessContext<Self>) -> ProcessStatus {
+    fn process(&mut self, buffer: &mut Buffer, _aux: &mut AuxiliaryBuffers, context: &mut impl ProcessContext<Self>) -> ProcessStatus {
         let Some(bridge) = self.bridge.as_mut() else {
             return ProcessStatus::Normal;
         };
+        // A host that marks this call as part of an offline render (VST3
+        // per-call mode, CLAP render extension) is waited for.
+        bridge.set_host_offline(context.process_mode() == ProcessMode::Offline);
         bridge.request_model(self.params.model.value().index());
         self.telemetry.set_post_filter(self.params.post_filter.value() / 100.0);
         let mix = &self.params.mix.smoothed;

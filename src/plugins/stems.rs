@@ -482,7 +482,7 @@ impl<V: StemsVariant> Plugin for StemsPlugin<V> {
         self.bridge = None;
     }
 
-    fn process(&mut self, buffer: &mut Buffer, aux: &mut AuxiliaryBuffers, _context: &mut impl ProcessContext<Self>) -> ProcessStatus {
+    fn process(&mut self, buffer: &mut Buffer, aux: &mut AuxiliaryBuffers, context: &mut impl ProcessContext<Self>) -> ProcessStatus {
         let n = buffer.samples();
         let Some(bridge) = self.bridge.as_mut() else {
             for out in aux.outputs.iter_mut() {
@@ -492,6 +492,9 @@ impl<V: StemsVariant> Plugin for StemsPlugin<V> {
             }
             return ProcessStatus::Normal;
         };
+        // A host that marks this call as part of an offline render (VST3
+        // per-call mode, CLAP render extension) is waited for.
+        bridge.set_host_offline(context.process_mode() == ProcessMode::Offline);
         bridge.request_model(self.params.model.value().max(0) as usize);
         if let (Some(capture), Some(side)) = (self.capture.as_mut(), aux.inputs.first_mut()) {
             let side = side.as_slice_immutable();

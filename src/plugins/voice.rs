@@ -538,11 +538,14 @@ impl Plugin for Voice {
         self.bridge = None;
     }
 
-    fn process(&mut self, buffer: &mut Buffer, aux: &mut AuxiliaryBuffers, _context: &mut impl ProcessContext<Self>) -> ProcessStatus {
+    fn process(&mut self, buffer: &mut Buffer, aux: &mut AuxiliaryBuffers, context: &mut impl ProcessContext<Self>) -> ProcessStatus {
         let n = buffer.samples();
         let Some(bridge) = self.bridge.as_mut() else {
             return ProcessStatus::Normal;
         };
+        // A host that marks this call as part of an offline render (VST3
+        // per-call mode, CLAP render extension) is waited for.
+        bridge.set_host_offline(context.process_mode() == ProcessMode::Offline);
         let model = (self.params.model.value().max(0) as usize).min(self.models.len().saturating_sub(1));
         bridge.request_model(model);
         self.telemetry.set_conversion(ConversionControls {

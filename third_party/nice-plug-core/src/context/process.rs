@@ -1,6 +1,7 @@
 //! A context passed during the process function.
 
 use crate::{
+    audio_setup::ProcessMode,
     midi::{MidiConfig, PluginNoteEvent},
     plugin::Plugin,
 };
@@ -19,6 +20,16 @@ use super::PluginApi;
 pub trait ProcessContext<P: Plugin> {
     /// Get the current plugin API.
     fn plugin_api(&self) -> PluginApi;
+
+    /// The host's processing mode for this very call. (Manifold patch.) VST3 hosts give it with
+    /// every `process` call (`ProcessData::processMode`), which may differ from the mode passed to
+    /// `setupProcessing` before activation: Ardour renders an export with every call marked
+    /// offline but only announces offline at setup time if it was already freewheeling. CLAP hosts
+    /// set it through the render extension. Wrappers that do not know return
+    /// [`ProcessMode::Realtime`].
+    fn process_mode(&self) -> ProcessMode {
+        ProcessMode::Realtime
+    }
 
     /// Execute a task on a background thread using `[Plugin::task_executor]`. This allows you to
     /// defer expensive tasks for later without blocking either the process function or the GUI

@@ -109,6 +109,11 @@ impl<P: ClapPlugin> ProcessContext<P> for WrapperProcessContext<'_, P> {
         PluginApi::Clap
     }
 
+    // Manifold patch: the mode the render extension last set.
+    fn process_mode(&self) -> nice_plug_core::audio_setup::ProcessMode {
+        self.wrapper.current_process_mode.load()
+    }
+
     fn execute_background(&self, task: P::BackgroundTask) {
         let task_posted = self.wrapper.schedule_background(Task::PluginTask(task));
         crate::nice_debug_assert!(task_posted, "The task queue is full, dropping task...");

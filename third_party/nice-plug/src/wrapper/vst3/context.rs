@@ -113,6 +113,11 @@ impl<P: Vst3Plugin> ProcessContext<P> for WrapperProcessContext<'_, P> {
         PluginApi::Vst3
     }
 
+    // Manifold patch: the mode of the current `process` call.
+    fn process_mode(&self) -> nice_plug_core::audio_setup::ProcessMode {
+        self.inner.current_process_mode.load()
+    }
+
     fn execute_background(&self, task: P::BackgroundTask) {
         let task_posted = self.inner.schedule_background(Task::PluginTask(task));
         crate::nice_debug_assert!(task_posted, "The task queue is full, dropping task...");

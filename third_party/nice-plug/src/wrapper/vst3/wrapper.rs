@@ -986,34 +986,18 @@ impl<P: Vst3Plugin> IAudioProcessorTrait for Wrapper<P> {
         let setup = unsafe { &*setup };
         crate::nice_debug_assert_eq!(setup.symbolicSampleSize, K_SYMBOLIC_SAMPLE_SIZE_32);
 
+        // Manifold patch: the mode is read before the buffer config is stored, so the config
+        // carries the mode of this setup call rather than the previous one.
+        let mode = vst3_process_mode(setup.processMode);
+        self.inner.current_process_mode.store(mode);
+
         // This is needed when activating the plugin and when restoring state
         self.inner.current_buffer_config.store(Some(BufferConfig {
             sample_rate: setup.sampleRate as f32,
             min_buffer_size: None,
             max_buffer_size: setup.maxSamplesPerBlock as u32,
-            process_mode: self.inner.current_process_mode.load(),
+            process_mode: mode,
         }));
-
-        #[allow(clippy::unnecessary_cast)]
-        const K_REALTIME: i32 = ProcessModes_::kRealtime as i32;
-        #[allow(clippy::unnecessary_cast)]
-        const K_PREFETCH: i32 = ProcessModes_::kPrefetch as i32;
-        #[allow(clippy::unnecessary_cast)]
-        const K_OFFLINE: i32 = ProcessModes_::kOffline as i32;
-
-        let mode = match setup.processMode {
-            n if n == K_REALTIME => ProcessMode::Realtime,
-            n if n == K_PREFETCH => ProcessMode::Buffered,
-            n if n == K_OFFLINE => ProcessMode::Offline,
-            n => {
-                crate::nice_debug_assert_failure!(
-                    "Unknown rendering mode '{}', defaulting to realtime",
-                    n
-                );
-                ProcessMode::Realtime
-            }
-        };
-        self.inner.current_process_mode.store(mode);
 
         // Initializing the plugin happens in `IAudioProcessor::set_active()` because the host may
         // still change the channel layouts at this point
@@ -1064,6 +1048,11 @@ impl<P: Vst3Plugin> IAudioProcessorTrait for Wrapper<P> {
         process_wrapper(|| {
             // We need to handle incoming automation first
             let data = unsafe { &*data };
+            // Manifold patch: hosts mark each call, and a freewheeling render may be marked
+            // offline without a new `setupProcessing` (Ardour's export).
+            self.inner
+                .current_process_mode
+                .store(vst3_process_mode(data.processMode));
             let sample_rate = self
                 .inner
                 .current_buffer_config
@@ -1943,6 +1932,30 @@ impl<P: Vst3Plugin> IInfoListenerTrait for Wrapper<P> {
             });
 
             kResultOk
+        }
+    }
+}
+
+/// Manifold patch: VST3's `ProcessModes` as nice-plug's [`ProcessMode`], for `setupProcessing` and
+/// for every `process` call.
+fn vst3_process_mode(mode: i32) -> ProcessMode {
+    #[allow(clippy::unnecessary_cast)]
+    const K_REALTIME: i32 = ProcessModes_::kRealtime as i32;
+    #[allow(clippy::unnecessary_cast)]
+    const K_PREFETCH: i32 = ProcessModes_::kPrefetch as i32;
+    #[allow(clippy::unnecessary_cast)]
+    const K_OFFLINE: i32 = ProcessModes_::kOffline as i32;
+
+    match mode {
+        n if n == K_REALTIME => ProcessMode::Realtime,
+        n if n == K_PREFETCH => ProcessMode::Buffered,
+        n if n == K_OFFLINE => ProcessMode::Offline,
+        n => {
+            crate::nice_debug_assert_failure!(
+                "Unknown rendering mode '{}', defaulting to realtime",
+                n
+            );
+            ProcessMode::Realtime
         }
     }
 }
