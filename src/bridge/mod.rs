@@ -23,4 +23,5 @@ pub mod worker;
 
 pub use latency::LatencyPlan;
 pub use realtime::{BridgeConfig, RealtimeBridge};
+pub use worker::ModelShelf;
 pub use telemetry::{LevelMeter, Levels, Telemetry, WorkerState};

@@ -6,7 +6,7 @@
 use super::latency::LatencyPlan;
 use super::pace::{HostClock, HostPace};
 use super::telemetry::{LevelMeter, Telemetry, WorkerState};
-use super::worker::{self, ModelCatalog, Shared, WorkerHandle, WorkerSetup};
+use super::worker::{self, ModelCatalog, ModelShelf, Shared, WorkerHandle, WorkerSetup};
 use crate::dsp::delay::DelayLine;
 use crate::dsp::sanitize::sanitize_sample;
 use crate::pipelines::stream::StreamLatency;
@@ -47,6 +47,9 @@ pub struct BridgeConfig {
     pub label: String,
     /// Index of the model to start with.
     pub initial_model: usize,
+    /// Keep the loaded model here between activations (plugins), with the
+    /// key that says how the catalog builds it; `None` for one-off renders.
+    pub shelf: Option<(ModelShelf, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,6 +157,7 @@ impl RealtimeBridge {
             planned: config.stream_latency,
             catalog,
             label: config.label.clone(),
+            shelf: config.shelf.clone(),
         });
         Self {
             meter: LevelMeter::new(config.sample_rate),
@@ -594,6 +598,7 @@ mod tests {
             model_hop_host: 768,
             label: "test".into(),
             initial_model: 0,
+            shelf: None,
         };
         // Model 0 inverts, model 1 passes through (at another rate and hop, so
         // its natural delay differs and must be padded to the same latency).

@@ -23,6 +23,48 @@ pub type ModelCatalog = Arc<dyn Fn(usize) -> Result<Box<dyn HopModel>, RuntimeEr
 const SWITCH_WARMUP_SECONDS: f64 = 0.25;
 const SWITCH_FADE_SECONDS: f64 = 0.02;
 
+/// The loaded model a plugin instance keeps between activations, so that
+/// re-activating (a new sample rate or block size, a host's prepare before
+/// every render) does not load it again: the model does not depend on the
+/// host's rate, only its stream does. The worker puts its model here when it
+/// stops and takes it back at the next start if it was built the same way
+/// (`key`: channels, device, mode) and is the one wanted. Main and worker
+/// threads; the audio thread never touches it.
+#[derive(Clone, Default)]
+pub struct ModelShelf(Arc<parking_lot::Mutex<Option<ShelvedModel>>>);
+
+struct ShelvedModel {
+    key: String,
+    index: usize,
+    model: Box<dyn HopModel>,
+}
+
+impl std::fmt::Debug for ModelShelf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held = self.0.lock().as_ref().map(|m| format!("{} #{}", m.key, m.index));
+        f.debug_tuple("ModelShelf").field(&held).finish()
+    }
+}
+
+impl ModelShelf {
+    /// Worker thread: the kept model if it is model `index` built as `key`,
+    /// reset to its initial state.
+    fn take(&self, key: &str, index: usize) -> Option<Box<dyn HopModel>> {
+        let mut slot = self.0.lock();
+        if slot.as_ref().is_some_and(|m| m.key == key && m.index == index) {
+            let mut model = slot.take()?.model;
+            model.reset();
+            return Some(model);
+        }
+        None
+    }
+
+    /// Worker thread: keep this model for the next activation.
+    fn put(&self, key: String, index: usize, model: Box<dyn HopModel>) {
+        *self.0.lock() = Some(ShelvedModel { key, index, model });
+    }
+}
+
 /// State shared by the audio thread and the worker.
 pub struct Shared {
     pub telemetry: Arc<Telemetry>,
@@ -124,6 +166,8 @@ pub struct WorkerSetup {
     pub planned: StreamLatency,
     pub catalog: ModelCatalog,
     pub label: String,
+    /// Where the model is kept between activations, and how it was built.
+    pub shelf: Option<(ModelShelf, String)>,
 }
 
 pub fn spawn(setup: WorkerSetup) -> WorkerHandle {
@@ -141,7 +185,10 @@ pub fn spawn(setup: WorkerSetup) -> WorkerHandle {
 
 /// Loads model `index` and wraps it in a stream with exactly the planned delay.
 fn open_stream(catalog: &ModelCatalog, index: usize, host_rate: u32, planned: StreamLatency, out_channels: usize) -> Result<(HostRateStream, String), RuntimeError> {
-    let model = catalog(index)?;
+    stream_for(catalog(index)?, host_rate, planned, out_channels)
+}
+
+fn stream_for(model: Box<dyn HopModel>, host_rate: u32, planned: StreamLatency, out_channels: usize) -> Result<(HostRateStream, String), RuntimeError> {
     if model.out_channels() != out_channels {
         return Err(RuntimeError::Inference(format!("{} has {} output channels, the plugin expects {out_channels}", model.name(), model.out_channels())));
     }
@@ -161,13 +208,18 @@ enum Switch {
 
 fn run(setup: WorkerSetup) {
     flush_denormals_on_this_thread();
-    let WorkerSetup { shared, mut input, mut output, channels, out_channels, host_rate, planned, catalog, label } = setup;
+    let WorkerSetup { shared, mut input, mut output, channels, out_channels, host_rate, planned, catalog, label, shelf } = setup;
     let tele = shared.telemetry.clone();
     tele.set_state(WorkerState::Loading);
     tele.set_status(format!("{label}: loading model"));
 
     let mut current_index = shared.requested_model.load(Ordering::Acquire);
-    let (mut stream, note) = match open_stream(&catalog, current_index, host_rate, planned, out_channels) {
+    let kept = shelf.as_ref().and_then(|(s, key)| s.take(key, current_index));
+    let opened = match kept {
+        Some(model) => stream_for(model, host_rate, planned, out_channels),
+        None => open_stream(&catalog, current_index, host_rate, planned, out_channels),
+    };
+    let (mut stream, note) = match opened {
         Ok(x) => x,
         Err(e) => {
             log::error!("{label}: {e}");
@@ -348,6 +400,9 @@ fn run(setup: WorkerSetup) {
             busy = 0.0;
             audio = 0.0;
         }
+    }
+    if let Some((s, key)) = shelf {
+        s.put(key, current_index, stream.into_model());
     }
     tele.set_state(WorkerState::Stopped);
 }

@@ -222,6 +222,11 @@ impl HostRateStream {
         self.model.as_mut()
     }
 
+    /// The model back, for another stream (another host rate).
+    pub fn into_model(self) -> Box<dyn HopModel> {
+        self.model
+    }
+
     /// Back to the state right after construction.
     pub fn reset(&mut self) {
         self.model.reset();

@@ -5,7 +5,7 @@
 
 use super::common::{self, BypassFade, DeviceChoice};
 use crate::bridge::worker::ModelCatalog;
-use crate::bridge::{BridgeConfig, RealtimeBridge, Telemetry};
+use crate::bridge::{BridgeConfig, RealtimeBridge, ModelShelf, Telemetry};
 use crate::pipelines::enhance_dfn3::{self, Dfn3Enhancer};
 use crate::pipelines::enhance_gtcrn::{self, GtcrnEnhancer};
 use crate::pipelines::enhance_nsnet2::{self, Nsnet2Enhancer};
@@ -48,6 +48,8 @@ pub struct Clean {
     editor_state: Arc<EguiEditorState>,
     telemetry: Arc<Telemetry>,
     bridge: Option<RealtimeBridge>,
+    /// The loaded model, kept while the plugin is deactivated (main/worker).
+    shelf: ModelShelf,
     bypass_fade: BypassFade,
 }
 
@@ -75,6 +77,7 @@ impl Default for Clean {
             editor_state: crate::editor::clean::default_state(),
             telemetry,
             bridge: None,
+            shelf: ModelShelf::default(),
             bypass_fade: BypassFade::new(48000.0),
         }
     }
@@ -178,6 +181,7 @@ fn bridge_config(sample_rate: f32, channels: usize, max_block: usize, offline: b
         model_hop_host: hop_host,
         label: "Clean".into(),
         initial_model: model.index(),
+        shelf: None,
     })
 }
 
@@ -190,7 +194,15 @@ pub fn latency_plan(sample_rate: f32, channels: usize, max_block: usize) -> Resu
 /// Builds the bridge Clean uses; shared by the plugin and the CLI so both run
 /// the same code. Main thread.
 pub fn build_bridge(sample_rate: f32, channels: usize, max_block: usize, offline: bool, model: CleanModel, device: Device, telemetry: Arc<Telemetry>) -> Result<RealtimeBridge, String> {
-    let config = bridge_config(sample_rate, channels, max_block, offline, model)?;
+    build_bridge_keeping(sample_rate, channels, max_block, offline, model, device, telemetry, None)
+}
+
+/// [`build_bridge`], keeping the loaded model in `shelf` between
+/// activations (the plugin). Main thread.
+#[allow(clippy::too_many_arguments)]
+pub fn build_bridge_keeping(sample_rate: f32, channels: usize, max_block: usize, offline: bool, model: CleanModel, device: Device, telemetry: Arc<Telemetry>, shelf: Option<&ModelShelf>) -> Result<RealtimeBridge, String> {
+    let mut config = bridge_config(sample_rate, channels, max_block, offline, model)?;
+    config.shelf = shelf.map(|s| (s.clone(), format!("clean/{channels}/{device:?}")));
     Ok(RealtimeBridge::new(config, telemetry, catalog(channels, device)))
 }
 
@@ -231,7 +243,7 @@ impl Plugin for Clean {
         let offline = config.process_mode == ProcessMode::Offline;
         // Drop the old bridge (and its worker) before starting a new one.
         self.bridge = None;
-        match build_bridge(config.sample_rate, channels, config.max_buffer_size as usize, offline, self.params.model.value(), self.params.device.value().into(), self.telemetry.clone()) {
+        match build_bridge_keeping(config.sample_rate, channels, config.max_buffer_size as usize, offline, self.params.model.value(), self.params.device.value().into(), self.telemetry.clone(), Some(&self.shelf)) {
             Ok(bridge) => {
                 let plan = bridge.latency();
                 nice_log!("Clean: {}", plan.describe(config.sample_rate));

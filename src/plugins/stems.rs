@@ -10,7 +10,7 @@
 use super::common::{self, BypassFade, DeviceChoice};
 use crate::bridge::capture::{RecordingSink, SidechainCapture};
 use crate::bridge::worker::ModelCatalog;
-use crate::bridge::{BridgeConfig, LatencyPlan, RealtimeBridge, Telemetry};
+use crate::bridge::{BridgeConfig, LatencyPlan, RealtimeBridge, ModelShelf, Telemetry};
 use crate::pipelines::{isolate_voicefilter, separate_mdx, separate_spleeter};
 use crate::pipelines::separate_window::WindowPlan;
 use crate::pipelines::stream::{HostRateStream, ModelTiming};
@@ -263,6 +263,7 @@ impl StemsSetup {
             model_hop_host: if self.mode == SeparationMode::Offline { 0 } else { 2 * hop_host },
             label: "Stems".into(),
             initial_model: self.initial_model,
+            shelf: None,
         })
     }
 
@@ -274,7 +275,15 @@ impl StemsSetup {
 
     /// Builds the bridge; main thread.
     pub fn build_bridge(&self, telemetry: Arc<Telemetry>) -> Result<RealtimeBridge, String> {
-        let config = self.bridge_config()?;
+        self.build_bridge_keeping(telemetry, None)
+    }
+
+    /// [`Self::build_bridge`], keeping the loaded model in `shelf` between
+    /// activations (the plugin). Main thread.
+    pub fn build_bridge_keeping(&self, telemetry: Arc<Telemetry>, shelf: Option<&ModelShelf>) -> Result<RealtimeBridge, String> {
+        let mut config = self.bridge_config()?;
+        let names: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
+        config.shelf = shelf.map(|s| (s.clone(), format!("stems/{}/{:?}/{:?}/{}", self.channels, self.device, self.mode, names.join("|"))));
         let models = self.models.clone();
         let (mode, channels, device) = (self.mode, self.channels, self.device);
         let catalog: ModelCatalog = Arc::new(move |index| {
@@ -361,6 +370,8 @@ pub struct StemsPlugin<V: StemsVariant> {
     telemetry: Arc<Telemetry>,
     models: Vec<StemsModel>,
     bridge: Option<RealtimeBridge>,
+    /// The loaded model, kept while the plugin is deactivated (main/worker).
+    shelf: ModelShelf,
     capture: Option<SidechainCapture>,
     bypass_fade: BypassFade,
     gates: StemGates,
@@ -395,6 +406,7 @@ impl<V: StemsVariant> Default for StemsPlugin<V> {
             telemetry,
             models,
             bridge: None,
+            shelf: ModelShelf::default(),
             capture: None,
             bypass_fade: BypassFade::new(48000.0),
             gates: StemGates::new(48000.0),
@@ -441,7 +453,7 @@ impl<V: StemsVariant> Plugin for StemsPlugin<V> {
             initial_model: self.params.model.value().max(0) as usize,
             device: self.params.device.value().into(),
         };
-        match setup.build_bridge(self.telemetry.clone()) {
+        match setup.build_bridge_keeping(self.telemetry.clone(), Some(&self.shelf)) {
             Ok(bridge) => {
                 let plan = bridge.latency();
                 nice_log!("Stems: {}", plan.describe(config.sample_rate));

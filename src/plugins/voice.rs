@@ -12,7 +12,7 @@ use super::common::{self, BypassFade, DeviceChoice};
 use crate::bridge::capture::{RecordingSink, SidechainCapture};
 use crate::bridge::similarity::SimilarityMonitor;
 use crate::bridge::worker::{ModelCatalog, Shared};
-use crate::bridge::{BridgeConfig, LatencyPlan, RealtimeBridge, Telemetry};
+use crate::bridge::{BridgeConfig, LatencyPlan, RealtimeBridge, ModelShelf, Telemetry};
 use crate::pipelines::convert_rvc;
 use crate::pipelines::convert_voice::{self, DefaultVoiceConverter, TargetVoice};
 use crate::pipelines::stream::{HostRateStream, ModelTiming};
@@ -196,6 +196,7 @@ impl VoiceSetup {
             model_hop_host: if self.mode == ConversionMode::Offline { 0 } else { 2 * hop_host },
             label: "Voice".into(),
             initial_model: self.initial_model,
+            shelf: None,
         })
     }
 
@@ -207,7 +208,15 @@ impl VoiceSetup {
 
     /// Builds the bridge; main thread.
     pub fn build_bridge(&self, telemetry: Arc<Telemetry>) -> Result<RealtimeBridge, String> {
-        let config = self.bridge_config()?;
+        self.build_bridge_keeping(telemetry, None)
+    }
+
+    /// [`Self::build_bridge`], keeping the loaded model in `shelf` between
+    /// activations (the plugin). Main thread.
+    pub fn build_bridge_keeping(&self, telemetry: Arc<Telemetry>, shelf: Option<&ModelShelf>) -> Result<RealtimeBridge, String> {
+        let mut config = self.bridge_config()?;
+        let names: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
+        config.shelf = shelf.map(|s| (s.clone(), format!("voice/{}/{:?}/{:?}/{}", self.channels, self.device, self.mode, names.join("|"))));
         let models = self.models.clone();
         let (mode, channels, device) = (self.mode, self.channels, self.device);
         let catalog: ModelCatalog = Arc::new(move |index| {
@@ -265,6 +274,8 @@ pub struct Voice {
     telemetry: Arc<Telemetry>,
     models: Vec<VoiceModel>,
     bridge: Option<RealtimeBridge>,
+    /// The loaded model, kept while the plugin is deactivated (main/worker).
+    shelf: ModelShelf,
     capture: Option<SidechainCapture>,
     /// Measures how close the output sounds to the target while the editor
     /// is open.
@@ -308,6 +319,7 @@ impl Default for Voice {
             telemetry,
             models,
             bridge: None,
+            shelf: ModelShelf::default(),
             capture: None,
             similarity: None,
             bypass_fade: BypassFade::new(48000.0),
@@ -493,7 +505,7 @@ impl Plugin for Voice {
             initial_model: self.model_index(),
             device: self.params.device.value().into(),
         };
-        match setup.build_bridge(self.telemetry.clone()) {
+        match setup.build_bridge_keeping(self.telemetry.clone(), Some(&self.shelf)) {
             Ok(bridge) => {
                 let plan = bridge.latency();
                 nice_log!("Voice: {}", plan.describe(config.sample_rate));
