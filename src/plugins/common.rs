@@ -51,9 +51,28 @@ pub fn status_param(telemetry: Arc<Telemetry>) -> IntParam {
 /// A read-only parameter that displays a live value from the telemetry
 /// (hosts show it in their generic editors; main thread reads it).
 pub fn meter_param(name: &str, telemetry: Arc<Telemetry>, show: fn(&Telemetry) -> String) -> IntParam {
+    // Read-only (hosts show it, e.g. Ardour's generic editor, and never
+    // write it); its text does not depend on the value, so any text reads
+    // back as 0 (hosts and validators check that text and value round-trip).
     IntParam::new(name, 0, IntRange::Linear { min: 0, max: 1 })
-        .non_automatable()
+        .read_only()
         .with_value_to_string(Arc::new(move |_| show(&telemetry)))
+        .with_string_to_value(Arc::new(|_| Some(0)))
+}
+
+/// The model choice: an index into `names` (the models installed when the
+/// plugin was created), shown and typed as the model's name. Indices past
+/// the list show the last name (a range needs two values even with one
+/// model). Not automatable: a switch loads a model.
+pub fn model_param(names: Vec<String>, max_index: i32) -> IntParam {
+    let typed = names.clone();
+    IntParam::new("Model", 0, IntRange::Linear { min: 0, max: max_index })
+        .with_value_to_string(Arc::new(move |i| names.get(i as usize).or(names.last()).cloned().unwrap_or_else(|| format!("model {i}"))))
+        .with_string_to_value(Arc::new(move |text| {
+            let text = text.trim();
+            typed.iter().position(|n| n == text).map(|i| i as i32).or_else(|| text.strip_prefix("model ")?.parse().ok())
+        }))
+        .non_automatable()
 }
 
 /// Linear smoother for the bypass crossfade (audio thread).

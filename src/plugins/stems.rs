@@ -392,9 +392,7 @@ impl<V: StemsVariant> Default for StemsPlugin<V> {
             params: Arc::new(StemsParams {
                 mix: common::mix_param(),
                 bypass: common::bypass_param(),
-                model: IntParam::new("Model", 0, IntRange::Linear { min: 0, max: max_index.max(0) })
-                    .with_value_to_string(Arc::new(move |i| names.get(i as usize).cloned().unwrap_or_else(|| format!("model {i}"))))
-                    .non_automatable(),
+                model: common::model_param(names, max_index.max(0)),
                 quality: EnumParam::new("Live quality (applies on re-activation)", LiveQuality::Balanced).non_automatable(),
                 device: EnumParam::new("Device", DeviceChoice::Cpu).non_automatable(),
                 stems: [StemMixerParams::new("Stem 1"), StemMixerParams::new("Stem 2")],

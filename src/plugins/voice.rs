@@ -305,9 +305,7 @@ impl Default for Voice {
                 bypass: common::bypass_param(),
                 // (A range needs two values even with one model installed;
                 // an index past the list means the last model.)
-                model: IntParam::new("Model", 0, IntRange::Linear { min: 0, max: max_index.max(1) })
-                    .with_value_to_string(Arc::new(move |i| names.get(i as usize).or(names.last()).cloned().unwrap_or_else(|| format!("model {i}"))))
-                    .non_automatable(),
+                model: common::model_param(names, max_index.max(1)),
                 device: EnumParam::new("Device", DeviceChoice::Cpu).non_automatable(),
                 capture: BoolParam::new("Capture target voice (sidechain)", false).non_automatable(),
                 target_reference: Arc::new(RwLock::new(Vec::new())),

@@ -80,6 +80,10 @@ bitflags::bitflags! {
         /// Don't show this parameter when generating a generic UI for the plugin using one of
         /// nice-plug's generic UI widgets.
         const HIDE_IN_GENERIC_UI = 1 << 3;
+        /// Manifold patch: a value the plugin displays and the host only reads (a meter, a status
+        /// line). Marked read-only in CLAP and VST3, so hosts show it without offering to change
+        /// or automate it. Implies `NON_AUTOMATABLE`.
+        const READ_ONLY = 1 << 4;
     }
 }
 

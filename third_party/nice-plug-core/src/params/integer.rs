@@ -356,6 +356,12 @@ impl IntParam {
         self
     }
 
+    /// Manifold patch: see [`ParamFlags::READ_ONLY`].
+    pub fn read_only(mut self) -> Self {
+        self.info.flags.insert(ParamFlags::NON_AUTOMATABLE | ParamFlags::READ_ONLY);
+        self
+    }
+
     /// Hide the parameter in the host's generic UI for this plugin. This also implies
     /// `NON_AUTOMATABLE`. Setting this does not prevent you from changing the parameter in the
     /// plugin's editor GUI.

@@ -3193,6 +3193,10 @@ impl<P: ClapPlugin> Wrapper<P> {
         if hidden {
             param_info.flags |= CLAP_PARAM_IS_HIDDEN | CLAP_PARAM_IS_READONLY;
         }
+        // Manifold patch: displayed values the host may only read.
+        if flags.contains(ParamFlags::READ_ONLY) {
+            param_info.flags |= CLAP_PARAM_IS_READONLY;
+        }
         if is_bypass {
             param_info.flags |= CLAP_PARAM_IS_BYPASS
         }

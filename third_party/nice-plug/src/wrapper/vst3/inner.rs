@@ -93,6 +93,12 @@ pub(crate) struct WrapperInner<P: Vst3Plugin> {
     /// Whether the plugin is currently processing audio. In other words, the last state
     /// `IAudioProcessor::setActive()` has been called with.
     pub is_processing: AtomicBool,
+    /// Normalized values the host passed to `IEditController::setParamNormalized()` while the
+    /// plugin was processing audio, keyed by parameter hash. The parameters themselves only change
+    /// on the audio thread then, but `IEditController::getParamNormalized()` must report these
+    /// values until the process function has applied a change for that parameter. Cleared in
+    /// `IAudioProcessor::setProcessing()` and when loading state.
+    pub pending_controller_values: Mutex<HashMap<u32, f32>>,
     /// The current audio IO layout. Modified through `IAudioProcessor::setBusArrangements()` after
     /// matching the proposed bus arrangement to one of the supported ones. The plugin's first audio
     /// IO layout is chosen as the default. Because of the way VST3 works it's not possible to
@@ -349,6 +355,7 @@ impl<P: Vst3Plugin> WrapperInner<P> {
             event_loop: AtomicRefCell::new(None),
 
             is_processing: AtomicBool::new(false),
+            pending_controller_values: Mutex::new(HashMap::new()),
             // Some hosts, like the current version of Bitwig and Ardour at the time of writing,
             // will try using the plugin's default not yet initialized bus arrangement. Because of
             // that, we'll always initialize this configuration even before the host requests a
@@ -550,6 +557,13 @@ impl<P: Vst3Plugin> WrapperInner<P> {
 
         match self.param_by_hash.get(&hash) {
             Some(param_ptr) => {
+                // The parameter now has the value the processor uses, so any value the controller
+                // was given while processing is superseded. `try_lock()` keeps this non-blocking
+                // on the audio thread, and removing an entry does not allocate.
+                if let Some(mut pending) = self.pending_controller_values.try_lock() {
+                    pending.remove(&hash);
+                }
+
                 if unsafe { param_ptr._internal_set_normalized_value(normalized_value) } {
                     if let Some(sample_rate) = sample_rate {
                         unsafe { param_ptr._internal_update_smoother(sample_rate, false) };

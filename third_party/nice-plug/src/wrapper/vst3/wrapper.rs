@@ -546,6 +546,7 @@ impl<P: Vst3Plugin> IComponentTrait for Wrapper<P> {
 
         match unsafe { state::deserialize_json(&read_buffer) } {
             Some(mut state) => {
+                self.inner.pending_controller_values.lock().clear();
                 if self.inner.set_state_inner(&mut state) {
                     crate::nice_trace!("Loaded state ({} bytes)", read_buffer.len());
                     kResultOk
@@ -679,6 +680,10 @@ impl<P: Vst3Plugin> IEditControllerTrait for Wrapper<P> {
             if hidden {
                 info.flags |= ParameterFlags_::kIsReadOnly | (1 << 4); // kIsHidden
             }
+            // Manifold patch: displayed values the host may only read.
+            if flags.contains(ParamFlags::READ_ONLY) {
+                info.flags |= ParameterFlags_::kIsReadOnly;
+            }
             if is_bypass {
                 info.flags |= ParameterFlags_::kIsBypass;
             }
@@ -760,6 +765,12 @@ impl<P: Vst3Plugin> IEditControllerTrait for Wrapper<P> {
     }
 
     unsafe fn getParamNormalized(&self, id: ParamID) -> ParamValue {
+        // A value the host set on the controller while processing, which the process function has
+        // not applied yet
+        if let Some(value) = self.inner.pending_controller_values.lock().get(&id) {
+            return *value as f64;
+        }
+
         match self.inner.param_by_hash.get(&id) {
             Some(param_ptr) => unsafe { param_ptr.modulated_normalized_value() as f64 },
             _ => 0.5,
@@ -768,8 +779,18 @@ impl<P: Vst3Plugin> IEditControllerTrait for Wrapper<P> {
 
     unsafe fn setParamNormalized(&self, id: ParamID, value: ParamValue) -> tresult {
         // If the plugin is currently processing audio, then this parameter change will also be sent
-        // to the process function
+        // to the process function. Until it arrives there, the controller reports the value it was
+        // given (the VST3 validator's bypass persistence test reads it back right away).
         if self.inner.is_processing.load(Ordering::SeqCst) {
+            if !(value as f32).is_finite() {
+                return kInvalidArgument;
+            }
+            if self.inner.param_by_hash.contains_key(&id) {
+                self.inner
+                    .pending_controller_values
+                    .lock()
+                    .insert(id, value as f32);
+            }
             return kResultOk;
         }
 
@@ -855,7 +876,8 @@ impl<P: Vst3Plugin> IAudioProcessorTrait for Wrapper<P> {
                 // NOTE: We completely ignore the speaker arrangements and only look at the channel
                 //       counts here. This may cause issues at some point, but it works for now.
                 let has_main_input = layout.main_input_channels.is_some();
-                let aux_input_start_idx = if has_main_input { 0 } else { 1 };
+                // The auxiliary busses come after the main bus, if there is one
+                let aux_input_start_idx = if has_main_input { 1 } else { 0 };
                 if has_main_input
                     && unsafe {
                         (*inputs).count_ones() != layout.main_input_channels.unwrap().get()
@@ -873,14 +895,12 @@ impl<P: Vst3Plugin> IAudioProcessorTrait for Wrapper<P> {
                 }
 
                 let has_main_output = layout.main_output_channels.is_some();
-                let aux_output_start_idx = if has_main_output { 0 } else { 1 };
-                if unsafe {
-                    (*outputs).count_ones()
-                        != layout
-                            .main_output_channels
-                            .map(NonZeroU32::get)
-                            .unwrap_or_default()
-                } {
+                let aux_output_start_idx = if has_main_output { 1 } else { 0 };
+                if has_main_output
+                    && unsafe {
+                        (*outputs).count_ones() != layout.main_output_channels.unwrap().get()
+                    }
+                {
                     return false;
                 }
                 for (aux_output_idx, channel_count) in layout.aux_output_ports.iter().enumerate() {
@@ -1011,6 +1031,7 @@ impl<P: Vst3Plugin> IAudioProcessorTrait for Wrapper<P> {
         // Always reset the processing status when the plugin gets activated or deactivated
         self.inner.last_process_status.store(ProcessStatus::Normal);
         self.inner.is_processing.store(state, Ordering::SeqCst);
+        self.inner.pending_controller_values.lock().clear();
 
         // This function is also used to reset buffers on the plugin, so we should do the same
         // thing. We don't call `reset()` in `setup_processing()` for that same reason.
@@ -1770,13 +1791,33 @@ impl<P: Vst3Plugin> IProcessContextRequirementsTrait for Wrapper<P> {
 
 impl<P: Vst3Plugin> IUnitInfoTrait for Wrapper<P> {
     unsafe fn getUnitCount(&self) -> int32 {
-        self.inner.param_units.len() as i32
+        // The root unit (`kRootUnitId`) is always listed first, followed by one unit per parameter
+        // group. Without it a plugin without parameter groups would report zero units while
+        // implementing `IUnitInfo`.
+        self.inner.param_units.len() as i32 + 1
     }
 
     unsafe fn getUnitInfo(&self, unit_index: int32, info: *mut UnitInfo) -> tresult {
         check_null_ptr!(info);
 
-        match self.inner.param_units.info(unit_index as usize) {
+        if unit_index == 0 {
+            unsafe { *info = mem::zeroed() };
+
+            let info = unsafe { &mut *info };
+            info.id = kRootUnitId;
+            info.parentUnitId = kNoParentUnitId;
+            u16strlcpy(&mut info.name, "Root");
+            info.programListId = kNoProgramListId;
+
+            return kResultOk;
+        }
+        if unit_index < 0 {
+            return kInvalidArgument;
+        }
+
+        // The parameter group units start at index 1, and their IDs are their index in
+        // `param_units` plus one
+        match self.inner.param_units.info(unit_index as usize - 1) {
             Some((unit_id, unit_info)) => {
                 unsafe { *info = mem::zeroed() };
 
