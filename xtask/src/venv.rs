@@ -1,6 +1,6 @@
 //! The project's Python environment (`target/venv`): model preparation
 //! (graph rewrites with `onnx`), the speech-set generator, the pedalboard
-//! host tests and the quality bench. Pinned packages from PyPI only.
+//! and dawdreamer host tests and the quality bench. Pinned packages from PyPI only.
 
 use anyhow::Result;
 use std::path::{Path, PathBuf};
@@ -11,6 +11,9 @@ const PACKAGES: &[&str] = &[
     "scipy==1.17.1",
     "onnx==1.23.2",
     "pedalboard==0.9.26",
+    // A second JUCE host that renders flat out without announcing offline
+    // mode (tests/dawdreamer_host.py).
+    "dawdreamer==0.9.0",
     "espeakng-loader==0.2.4",
     "pesq==0.0.4",
     "pystoi==0.4.1",
