@@ -97,6 +97,11 @@ pub struct RealtimeBridge {
     prefill_left: usize,
     /// Frames until the wet path carries real (non-startup) audio.
     warmup_left: usize,
+    /// Output frames still inside the latency after a clean start: the dry
+    /// path there is silence, and so is the output (the model's answer to
+    /// the silence before the first sample, a vocoder's hiss say, is not
+    /// played).
+    silent_left: usize,
     /// Frames owed to the output ring after an underrun (read and dropped so
     /// the delay stays fixed).
     missed: usize,
@@ -182,6 +187,7 @@ impl RealtimeBridge {
             mode: Mode::Idle,
             prefill_left: 0,
             warmup_left: 0,
+            silent_left: 0,
             missed: 0,
             wet_gain: 0.0,
             in_underrun: false,
@@ -315,9 +321,11 @@ impl RealtimeBridge {
                         self.prefill_left = prefill.saturating_sub(since_reset);
                         self.missed = since_reset.saturating_sub(prefill);
                         self.warmup_left = 0;
+                        self.silent_left = self.plan.total.saturating_sub(since_reset);
                         self.wet_gain = 1.0;
                     } else {
                         self.replay = 0;
+                        self.silent_left = 0;
                         self.prefill_left = prefill;
                         self.missed = 0;
                         self.warmup_left = self.plan.total;
@@ -525,11 +533,13 @@ impl RealtimeBridge {
             } else {
                 self.wet_gain = (self.wet_gain - step_down).max(0.0);
             }
+            let silent = self.silent_left > 0;
+            self.silent_left = self.silent_left.saturating_sub(1);
             for o in 0..oc {
                 let d = self.dry_block[(o % c.max(1)) * b + i] * share;
                 let w = if i < available { self.wet_block[o * b + i] } else { self.last_wet[o] };
                 self.last_wet[o] = w;
-                self.out_block[o * b + i] = sanitize_sample(d + self.wet_gain * (w - d));
+                self.out_block[o * b + i] = if silent { d } else { sanitize_sample(d + self.wet_gain * (w - d)) };
             }
         }
     }
