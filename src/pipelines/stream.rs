@@ -62,7 +62,16 @@ pub enum StreamError {
     Resample(#[from] ResampleError),
     #[error("cannot pad a stream of {natural} samples delay to {wanted}")]
     TooShort { wanted: usize, natural: usize },
+    #[error("{host} Hz is not supported with a model at {model} Hz (their ratio needs resampling chunks far too long); use a common rate such as 44.1, 48 or 96 kHz")]
+    UnsupportedRate { host: u32, model: u32 },
 }
+
+/// Largest numerator or denominator of the reduced host/model rate ratio
+/// (768 kHz against a 22.05 kHz model is 5120/147; an odd rate such as
+/// 1234567 Hz would need chunks of a million samples and hours of planning).
+const MAX_RATIO_TERM: u64 = 8192;
+/// Most steps `min_output_prefill` simulates (well under a second).
+const MAX_SIMULATED_STEPS: usize = 50_000_000;
 
 /// Chunk sizes of one stage: `consume` frames in give `produce` frames out.
 #[derive(Clone, Copy)]
@@ -92,6 +101,11 @@ struct Parts {
 
 fn build_parts(timing: ModelTiming, host_rate: u32, channels: usize, out_channels: usize) -> Result<Parts, StreamError> {
     let ModelTiming { sample_rate: model_rate, hop, delay } = timing;
+    let unsupported = StreamError::UnsupportedRate { host: host_rate, model: model_rate };
+    let g = gcd(host_rate.max(1) as u64, model_rate.max(1) as u64);
+    if host_rate == 0 || host_rate as u64 / g > MAX_RATIO_TERM || model_rate as u64 / g > MAX_RATIO_TERM {
+        return Err(unsupported);
+    }
     let (down, up) = if host_rate == model_rate {
         (None, None)
     } else {
@@ -115,7 +129,7 @@ fn build_parts(timing: ModelTiming, host_rate: u32, channels: usize, out_channel
 
     let stage = |r: &Option<ChunkResampler>| r.as_ref().map_or(Stage { consume: 1, produce: 1 }, |r| Stage { consume: r.chunk_in(), produce: r.chunk_out() });
     let (down_stage, up_stage) = (stage(&down), stage(&up));
-    let prefill = min_output_prefill(down_stage, hop, pad, up_stage);
+    let prefill = min_output_prefill(down_stage, hop, pad, up_stage).ok_or(unsupported)?;
     let latency = StreamLatency {
         algorithmic: to_host(delay),
         resampling: d_up + to_host(before_pad + pad) - to_host(delay),
@@ -296,12 +310,16 @@ fn to_model_ceil(host_frames: usize, host_rate: u32, model_rate: u32) -> usize {
 }
 
 /// Smallest silence prefill of the host-side output FIFO such that feeding
-/// the stream one frame at a time always finds an output frame ready.
-fn min_output_prefill(down: Stage, hop: usize, pad: usize, up: Stage) -> usize {
+/// the stream one frame at a time always finds an output frame ready;
+/// `None` when the chain's period is too long to simulate.
+fn min_output_prefill(down: Stage, hop: usize, pad: usize, up: Stage) -> Option<usize> {
     // One period of the whole chain, in host frames.
     let model_period = lcm(lcm(down.produce, hop), up.consume);
     let host_period = model_period / down.produce * down.consume;
-    let steps = 3 * host_period + 2 * (down.consume + up.produce + pad + hop) ;
+    let steps = 3 * host_period + 2 * (down.consume + up.produce + pad + hop);
+    if steps > MAX_SIMULATED_STEPS {
+        return None;
+    }
     let (mut host_in, mut model_in, mut model_out) = (0usize, 0usize, pad);
     let (mut produced, mut need) = (0usize, 0usize);
     for t in 1..=steps {
@@ -320,7 +338,7 @@ fn min_output_prefill(down: Stage, hop: usize, pad: usize, up: Stage) -> usize {
         }
         need = need.max(t.saturating_sub(produced));
     }
-    need
+    Some(need)
 }
 
 fn lcm(a: usize, b: usize) -> usize {
@@ -405,9 +423,36 @@ mod tests {
     #[test]
     fn prefill_is_minimal_and_sufficient() {
         // 48k -> 16k with chunk = hop: one output chunk per 768 inputs.
-        let z = min_output_prefill(Stage { consume: 768, produce: 256 }, 256, 0, Stage { consume: 256, produce: 768 });
+        let z = min_output_prefill(Stage { consume: 768, produce: 256 }, 256, 0, Stage { consume: 256, produce: 768 }).unwrap();
         assert_eq!(z, 767);
         // Identity everything: no waiting at all.
-        assert_eq!(min_output_prefill(Stage { consume: 1, produce: 1 }, 1, 0, Stage { consume: 1, produce: 1 }), 0);
+        assert_eq!(min_output_prefill(Stage { consume: 1, produce: 1 }, 1, 0, Stage { consume: 1, produce: 1 }), Some(0));
+    }
+
+    /// Every rate a host may ask for is answered at once: common rates work
+    /// for every model rate the project uses, odd ones (the validators try
+    /// 1234567.8 Hz) are refused with a reason instead of planning for hours.
+    #[test]
+    fn any_host_rate_is_answered_quickly() {
+        let started = std::time::Instant::now();
+        for model_rate in [16000u32, 22050, 44100, 48000] {
+            let timing = ModelTiming { sample_rate: model_rate, hop: 256, delay: 256 };
+            for host in [8000u32, 11025, 16000, 22050, 32000, 44100, 48000, 88200, 96000, 176400, 192000, 384000, 768000] {
+                let l = HostRateStream::latency_for(timing, host, 2);
+                assert!(l.is_ok(), "{host} Hz with a {model_rate} Hz model: {l:?}");
+            }
+            for host in [1234567u32] {
+                match HostRateStream::latency_for(timing, host, 2) {
+                    Err(StreamError::UnsupportedRate { .. }) => {}
+                    other => panic!("{host} Hz with a {model_rate} Hz model: {other:?}"),
+                }
+            }
+            // The validators' fractional rates, truncated: either way, at once.
+            for host in [1234u32, 12345, 45678, 123456] {
+                let _ = HostRateStream::latency_for(timing, host, 2);
+            }
+        }
+        // Generous: the point is seconds, not hours, on any machine.
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "{:?}", started.elapsed());
     }
 }
