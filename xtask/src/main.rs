@@ -3,7 +3,7 @@
 //! - `models [IDS..]`  fetch, verify and install the runtime and models
 //! - `bundle ...`      nice-plug bundling, plus the runtime/models next to the bundles
 //! - `demo`            models + release bundles + render the example through Clean
-//! - `test`            everything the tests need, then all test rings
+//! - `test`            everything the tests need, then all four test rings
 //! - `bench`           the real-time benchmark
 //! - `quality`         the speech-enhancement quality table (PESQ, STOI, SI-SDR)
 //! - `bench-voice`     Voice's conversion table (similarity, WER over strength), speed, latency
@@ -109,7 +109,8 @@ fn demo(root: &Path) -> Result<()> {
 
 fn test(root: &Path) -> Result<()> {
     // What the tests need: the runtime and every model, a debug bundle
-    // (allocation checks on), and the noisy-speech set.
+    // (allocation checks on), and the noisy-speech set (also the DAW ring's
+    // material).
     models::install(root, &[])?;
     bundle(root, &["manifold".into()])?;
     let py = venv::python(root)?;
@@ -120,6 +121,36 @@ fn test(root: &Path) -> Result<()> {
     run(Command::new("cargo").args(["test", "--workspace"]))?;
     // Ring 3: a real third-party VST3 host.
     run(Command::new(&py).arg("tests/pedalboard_host.py").arg(root.join("target/bundled/Manifold.vst3")).arg(root.join("target/testdata")))?;
+    // Ring 4: a real DAW, Ardour, headless: freewheel export and real-time
+    // roll of each plugin against the CLI's render (tests/ardour_host.py).
+    ensure_ardour()?;
+    run(Command::new("cargo").args(["build", "--bin", "manifold"]))?;
+    run(Command::new(&py)
+        .arg("tests/ardour_host.py")
+        .arg(root.join("target/bundled"))
+        .arg(root.join("target/debug/manifold"))
+        .arg(root.join("target/testdata")))?;
+    Ok(())
+}
+
+/// Installs Debian's Ardour (apt package `ardour`, without its
+/// recommendations: 96 packages instead of 200) when `ardour7-lua`, its
+/// headless Lua session tool, is not on PATH; Linux only.
+fn ensure_ardour() -> Result<()> {
+    let on_path = std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join("ardour7-lua").is_file()));
+    if !cfg!(target_os = "linux") || on_path {
+        return Ok(());
+    }
+    eprintln!("xtask test: Ardour is missing; installing it for the DAW ring (apt-get install --no-install-recommends ardour)");
+    let install = || {
+        let mut cmd = Command::new("apt-get");
+        cmd.args(["install", "-y", "-qq", "--no-install-recommends", "ardour"]).env("DEBIAN_FRONTEND", "noninteractive");
+        cmd
+    };
+    if !install().status().is_ok_and(|s| s.success()) {
+        run(Command::new("apt-get").args(["update", "-qq"])).context("apt-get update (installing Ardour needs root)")?;
+        run(&mut install()).context("installing Ardour (apt package ardour) for the DAW ring")?;
+    }
     Ok(())
 }
 
