@@ -266,10 +266,15 @@ impl RealtimeBridge {
         if self.shared.requested_model.load(Ordering::Relaxed) == index {
             return;
         }
-        let at = if self.waits() { self.frames_sent } else { 0 };
+        // Only a render the host declared waits for the new model (so the
+        // switch lands on the same sample every time); a host that is merely
+        // fast keeps the old model playing until the new one is ready, as
+        // live (a validator fuzzing the model choice must not stall).
+        let declared = self.activated_offline || self.host_offline;
+        let at = if declared { self.frames_sent } else { 0 };
         self.shared.switch_at_frame.store(at, Ordering::Release);
         let before = self.shared.requested_model.swap(index, Ordering::AcqRel);
-        if self.waits() && before != index {
+        if declared && before != index {
             self.wait_for_worker(|b| {
                 b.shared.ready_model.load(Ordering::Acquire) == index
                     || b.shared.failed_model.load(Ordering::Acquire) == index

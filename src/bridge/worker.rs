@@ -23,15 +23,19 @@ pub type ModelCatalog = Arc<dyn Fn(usize) -> Result<Box<dyn HopModel>, RuntimeEr
 const SWITCH_WARMUP_SECONDS: f64 = 0.25;
 const SWITCH_FADE_SECONDS: f64 = 0.02;
 
-/// The loaded model a plugin instance keeps between activations, so that
+/// The loaded models a plugin instance keeps between activations, so that
 /// re-activating (a new sample rate or block size, a host's prepare before
-/// every render) does not load it again: the model does not depend on the
+/// every render) does not load them again: a model does not depend on the
 /// host's rate, only its stream does. The worker puts its model here when it
 /// stops and takes it back at the next start if it was built the same way
-/// (`key`: channels, device, mode) and is the one wanted. Main and worker
-/// threads; the audio thread never touches it.
+/// (`key`: channels, device, mode) and is the one wanted. The last
+/// [`SHELF_SIZE`] models are kept. Main and worker threads; the audio thread
+/// never touches it.
 #[derive(Clone, Default)]
-pub struct ModelShelf(Arc<parking_lot::Mutex<Option<ShelvedModel>>>);
+pub struct ModelShelf(Arc<parking_lot::Mutex<Vec<ShelvedModel>>>);
+
+/// Models a shelf keeps (the most recently shelved first).
+pub const SHELF_SIZE: usize = 3;
 
 struct ShelvedModel {
     key: String,
@@ -41,7 +45,7 @@ struct ShelvedModel {
 
 impl std::fmt::Debug for ModelShelf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let held = self.0.lock().as_ref().map(|m| format!("{} #{}", m.key, m.index));
+        let held: Vec<String> = self.0.lock().iter().map(|m| format!("{} #{}", m.key, m.index)).collect();
         f.debug_tuple("ModelShelf").field(&held).finish()
     }
 }
@@ -50,18 +54,18 @@ impl ModelShelf {
     /// Worker thread: the kept model if it is model `index` built as `key`,
     /// reset to its initial state.
     fn take(&self, key: &str, index: usize) -> Option<Box<dyn HopModel>> {
-        let mut slot = self.0.lock();
-        if slot.as_ref().is_some_and(|m| m.key == key && m.index == index) {
-            let mut model = slot.take()?.model;
-            model.reset();
-            return Some(model);
-        }
-        None
+        let mut shelf = self.0.lock();
+        let at = shelf.iter().position(|m| m.key == key && m.index == index)?;
+        let mut model = shelf.remove(at).model;
+        model.reset();
+        Some(model)
     }
 
     /// Worker thread: keep this model for the next activation.
     fn put(&self, key: String, index: usize, model: Box<dyn HopModel>) {
-        *self.0.lock() = Some(ShelvedModel { key, index, model });
+        let mut shelf = self.0.lock();
+        shelf.insert(0, ShelvedModel { key, index, model });
+        shelf.truncate(SHELF_SIZE);
     }
 }
 
@@ -405,4 +409,28 @@ fn run(setup: WorkerSetup) {
         s.put(key, current_index, stream.into_model());
     }
     tele.set_state(WorkerState::Stopped);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipelines::passthrough::StftPassthrough;
+
+    fn model(hop: usize) -> Box<dyn HopModel> {
+        Box::new(StftPassthrough::new(16000, 2 * hop, hop, 1))
+    }
+
+    #[test]
+    fn the_shelf_keeps_the_last_models_by_how_they_were_built() {
+        let shelf = ModelShelf::default();
+        for (i, hop) in [64usize, 128, 256, 512].into_iter().enumerate() {
+            shelf.put(format!("k{i}"), i, model(hop));
+        }
+        // The oldest fell off; a model is found only under its own key and index.
+        assert!(shelf.take("k0", 0).is_none());
+        assert!(shelf.take("k1", 2).is_none());
+        assert_eq!(shelf.take("k1", 1).map(|m| m.hop()), Some(128));
+        assert!(shelf.take("k1", 1).is_none(), "taken models leave the shelf");
+        assert_eq!(shelf.take("k3", 3).map(|m| m.hop()), Some(512));
+    }
 }
