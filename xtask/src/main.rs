@@ -121,10 +121,17 @@ fn test(root: &Path) -> Result<()> {
     run(Command::new("cargo").args(["test", "--workspace"]))?;
     // Ring 3: a real third-party VST3 host.
     run(Command::new(&py).arg("tests/pedalboard_host.py").arg(root.join("target/bundled/Manifold.vst3")).arg(root.join("target/testdata")))?;
+    run(Command::new("cargo").args(["build", "--bin", "manifold"]))?;
+    // A JUCE host that renders flat out without saying so (dawdreamer): the
+    // render must be processed and equal the CLI's.
+    run(Command::new(&py)
+        .arg("tests/dawdreamer_host.py")
+        .arg(root.join("target/bundled/Manifold.vst3"))
+        .arg(root.join("target/debug/manifold"))
+        .arg(root.join("target/testdata")))?;
     // Ring 4: a real DAW, Ardour, headless: freewheel export and real-time
     // roll of each plugin against the CLI's render (tests/ardour_host.py).
     ensure_ardour()?;
-    run(Command::new("cargo").args(["build", "--bin", "manifold"]))?;
     run(Command::new(&py)
         .arg("tests/ardour_host.py")
         .arg(root.join("target/bundled"))
