@@ -144,40 +144,33 @@ fn test(root: &Path) -> Result<()> {
 /// recommendations: 96 packages instead of 200) when `ardour7-lua`, its
 /// headless Lua session tool, is not on PATH; Linux only.
 fn ensure_ardour() -> Result<()> {
-    let on_path = std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join("ardour7-lua").is_file()));
-    if !cfg!(target_os = "linux") || on_path {
-        return Ok(());
-    }
-    eprintln!("xtask test: Ardour is missing; installing it for the DAW ring (apt-get install --no-install-recommends ardour)");
-    let install = || {
-        let mut cmd = Command::new("apt-get");
-        cmd.args(["install", "-y", "-qq", "--no-install-recommends", "ardour"]).env("DEBIAN_FRONTEND", "noninteractive");
-        cmd
-    };
-    if !install().status().is_ok_and(|s| s.success()) {
-        run(Command::new("apt-get").args(["update", "-qq"])).context("apt-get update (installing Ardour needs root)")?;
-        run(&mut install()).context("installing Ardour (apt package ardour) for the DAW ring")?;
-    }
-    Ok(())
+    ensure_apt("ardour7-lua", &["--no-install-recommends", "ardour"], "the DAW ring")
 }
 
 /// Installs Xvfb (Debian/Ubuntu: apt package `xvfb`) when it is not on
 /// PATH, with Mesa's software OpenGL (the editors draw with OpenGL);
 /// Linux only.
 fn ensure_xvfb() -> Result<()> {
-    let on_path = std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join("Xvfb").is_file()));
+    ensure_apt("Xvfb", &["xvfb", "libgl1-mesa-dri", "libglx-mesa0"], "the editor test")
+}
+
+/// Installs the apt `packages` (root) when `tool` is not on PATH, with an
+/// `apt-get update` if the first try fails; Linux only.
+fn ensure_apt(tool: &str, packages: &[&str], purpose: &str) -> Result<()> {
+    let on_path = std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()));
     if !cfg!(target_os = "linux") || on_path {
         return Ok(());
     }
-    eprintln!("xtask test: Xvfb is missing; installing it for the editor test (apt-get install xvfb)");
+    let list = packages.join(" ");
+    eprintln!("xtask: {tool} is missing; installing it for {purpose} (apt-get install {list})");
     let install = || {
         let mut cmd = Command::new("apt-get");
-        cmd.args(["install", "-y", "-qq", "xvfb", "libgl1-mesa-dri", "libglx-mesa0"]).env("DEBIAN_FRONTEND", "noninteractive");
+        cmd.args(["install", "-y", "-qq"]).args(packages).env("DEBIAN_FRONTEND", "noninteractive");
         cmd
     };
     if !install().status().is_ok_and(|s| s.success()) {
-        run(Command::new("apt-get").args(["update", "-qq"])).context("apt-get update (installing Xvfb needs root)")?;
-        run(&mut install()).context("installing Xvfb (apt package xvfb) for the editor test")?;
+        run(Command::new("apt-get").args(["update", "-qq"])).with_context(|| format!("apt-get update (installing {tool} needs root)"))?;
+        run(&mut install()).with_context(|| format!("installing {tool} (apt-get install {list}) for {purpose}"))?;
     }
     Ok(())
 }
