@@ -247,6 +247,8 @@ fn run(setup: WorkerSetup) {
     let mut planar_new = vec![0.0f32; MAX_FRAMES_PER_CALL * out_channels];
     let (mut busy, mut audio) = (0.0f64, 0.0f64);
     let mut switch: Option<Switch> = None;
+    // The thread loading the model being switched to.
+    let mut loader: Option<std::thread::JoinHandle<()>> = None;
     let mut failed_index: Option<usize> = None;
     // Input frames consumed since the stream (re)started.
     let mut frames_in: u64 = 0;
@@ -277,14 +279,21 @@ fn run(setup: WorkerSetup) {
             Some(Switch::Loading { index, .. }) | Some(Switch::Warming { index, .. }) => Some(*index),
             None => None,
         };
-        if wanted != current_index && switching_to != Some(wanted) && failed_index != Some(wanted) {
+        // One loader at a time: a choice made while a model loads waits for
+        // it (a host fuzzing the choice must not start a load per change).
+        let loading = matches!(switch, Some(Switch::Loading { .. }));
+        if wanted != current_index && switching_to != Some(wanted) && failed_index != Some(wanted) && !loading {
             let (tx, rx) = std::sync::mpsc::channel();
             let cat = catalog.clone();
             let spawned = std::thread::Builder::new().name(format!("manifold-loader-{label}")).spawn(move || {
                 flush_denormals_on_this_thread();
                 let _ = tx.send(open_stream(&cat, wanted, host_rate, planned, out_channels));
             });
-            if spawned.is_ok() {
+            if let Ok(handle) = spawned {
+                // The previous loader has sent its model already: this join is immediate.
+                if let Some(done) = loader.replace(handle) {
+                    let _ = done.join();
+                }
                 tele.set_status(format!("{label}: switching model…"));
                 let start_at = shared.switch_at_frame.load(Ordering::Acquire);
                 switch = Some(Switch::Loading { index: wanted, start_at, result: rx });
@@ -404,6 +413,11 @@ fn run(setup: WorkerSetup) {
             busy = 0.0;
             audio = 0.0;
         }
+    }
+    // A loader still running would outlive the plugin (and its library, when
+    // the host unloads it): wait for it.
+    if let Some(handle) = loader.take() {
+        let _ = handle.join();
     }
     if let Some((s, key)) = shelf {
         s.put(key, current_index, stream.into_model());
