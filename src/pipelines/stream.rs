@@ -70,8 +70,9 @@ pub enum StreamError {
 /// (768 kHz against a 22.05 kHz model is 5120/147; an odd rate such as
 /// 1234567 Hz would need chunks of a million samples and hours of planning).
 const MAX_RATIO_TERM: u64 = 8192;
-/// Most steps `min_output_prefill` simulates (well under a second).
-const MAX_SIMULATED_STEPS: usize = 50_000_000;
+/// Most down-sampler chunks `min_output_prefill` simulates (well under a
+/// second; Stems' full-context plan at 48 kHz needs a few million).
+const MAX_SIMULATED_CHUNKS: usize = 50_000_000;
 
 /// Chunk sizes of one stage: `consume` frames in give `produce` frames out.
 #[derive(Clone, Copy)]
@@ -311,23 +312,26 @@ fn to_model_ceil(host_frames: usize, host_rate: u32, model_rate: u32) -> usize {
 
 /// Smallest silence prefill of the host-side output FIFO such that feeding
 /// the stream one frame at a time always finds an output frame ready;
-/// `None` when the chain's period is too long to simulate.
+/// `None` when the chain's period is too long to simulate. Simulated a whole
+/// down-sampler chunk at a time: between chunks nothing new is produced, so
+/// the largest shortfall of a stretch is at its last frame.
 fn min_output_prefill(down: Stage, hop: usize, pad: usize, up: Stage) -> Option<usize> {
     // One period of the whole chain, in host frames.
     let model_period = lcm(lcm(down.produce, hop), up.consume);
     let host_period = model_period / down.produce * down.consume;
     let steps = 3 * host_period + 2 * (down.consume + up.produce + pad + hop);
-    if steps > MAX_SIMULATED_STEPS {
+    let chunk = down.consume.max(1);
+    if steps / chunk > MAX_SIMULATED_CHUNKS {
         return None;
     }
-    let (mut host_in, mut model_in, mut model_out) = (0usize, 0usize, pad);
-    let (mut produced, mut need) = (0usize, 0usize);
-    for t in 1..=steps {
-        host_in += 1;
-        while host_in >= down.consume {
-            host_in -= down.consume;
-            model_in += down.produce;
-        }
+    let (mut model_in, mut model_out) = (0usize, pad);
+    let (mut produced, mut need, mut t) = (0usize, 0usize, 0usize);
+    while t < steps {
+        // Frames t+1 .. t+chunk-1 produce nothing new.
+        need = need.max((t + chunk - 1).saturating_sub(produced));
+        // Frame t+chunk completes a chunk.
+        t += chunk;
+        model_in += down.produce;
         while model_in >= hop {
             model_in -= hop;
             model_out += hop;
