@@ -70,7 +70,7 @@ impl NiceEguiApp for VoiceEditor {
             ui.columns(2, |cols| {
                 let ui = &mut cols[0];
                 ui.label(RichText::new("Target voice").strong());
-                let seconds = params.target_reference.read().map(|v| v.len() as f64 / crate::plugins::voice::SAVED_REFERENCE_RATE as f64).unwrap_or(0.0);
+                let seconds = params.target_reference.samples.read().map(|v| v.len() as f64 / crate::plugins::voice::SAVED_REFERENCE_RATE as f64).unwrap_or(0.0);
                 ui.label(if seconds > 0.0 { format!("{seconds:.1} s of reference, saved with the project") } else if needs_target { "none yet: load a recording or capture one".into() } else { "not needed by this model".into() });
                 ui.horizontal(|ui| {
                     ui.add(egui::TextEdit::singleline(path).hint_text("/path/to/reference.wav").desired_width(200.0));

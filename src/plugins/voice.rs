@@ -20,6 +20,7 @@ use crate::pipelines::vocoder_hifigan::StreamingConfig;
 use crate::pipelines::{ConversionControls, HopModel};
 use crate::runtime::onnx::Device;
 use crate::runtime::RuntimeError;
+use nice_plug::params::persist::PersistentField;
 use nice_plug::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -257,7 +258,7 @@ pub struct VoiceParams {
     /// The target reference (16 kHz, 16-bit, up to 30 s), saved with the
     /// project so the target survives reloading.
     #[persist = "target-reference"]
-    pub target_reference: Arc<RwLock<Vec<i16>>>,
+    pub target_reference: SavedTarget,
     #[id = "status"]
     pub status: IntParam,
 }
@@ -292,8 +293,10 @@ impl Default for Voice {
         let models = VoiceModel::available();
         let names: Vec<String> = models.iter().map(|m| m.name.clone()).collect();
         let max_index = models.len().saturating_sub(1) as i32;
+        let shared: Arc<parking_lot::Mutex<Option<Arc<Shared>>>> = Arc::new(parking_lot::Mutex::new(None));
         Self {
             params: Arc::new(VoiceParams {
+                // (`shared` is the same handle as the plugin's, cloned below.)
                 mix: common::mix_param(),
                 output_gain: FloatParam::new("Output gain", 0.0, FloatRange::Linear { min: -24.0, max: 12.0 })
                     .with_unit(" dB")
@@ -308,12 +311,12 @@ impl Default for Voice {
                 model: common::model_param(names, max_index.max(1)),
                 device: EnumParam::new("Device", DeviceChoice::Cpu).non_automatable(),
                 capture: BoolParam::new("Capture target voice (sidechain)", false).non_automatable(),
-                target_reference: Arc::new(RwLock::new(Vec::new())),
+                target_reference: SavedTarget { samples: Arc::new(RwLock::new(Vec::new())), running: shared.clone(), telemetry: telemetry.clone() },
                 status: common::status_param(telemetry.clone()),
             }),
             editor_state: crate::editor::voice::default_state(),
             editor_open: Arc::new(AtomicBool::new(false)),
-            shared: Arc::new(parking_lot::Mutex::new(None)),
+            shared,
             telemetry,
             models,
             bridge: None,
@@ -322,6 +325,52 @@ impl Default for Voice {
             similarity: None,
             bypass_fade: BypassFade::new(48000.0),
             gain_bypass_fade: BypassFade::new(48000.0),
+        }
+    }
+}
+
+/// The target reference as saved in the plugin state, and what restoring it
+/// does. The wrapper does not activate the plugin again after the host loads
+/// a state (a DAW restoring a session often activates first and sets the
+/// state after), so a restored reference is learnt here, at once, and handed
+/// to the running worker: the next render converts to that voice, not to
+/// whatever was set before. (Measured in Ardour: without this, the first
+/// export after opening a session converted to no target at all.)
+pub struct SavedTarget {
+    /// 16 kHz, 16-bit, up to [`SAVED_REFERENCE_SECONDS`].
+    pub samples: Arc<RwLock<Vec<i16>>>,
+    /// The running bridge's shared state, while active.
+    running: Arc<parking_lot::Mutex<Option<Arc<Shared>>>>,
+    telemetry: Arc<Telemetry>,
+}
+
+impl<'a> PersistentField<'a, Vec<i16>> for SavedTarget {
+    /// Main thread (the host's state load).
+    fn set(&self, new_value: Vec<i16>) {
+        let changed = self.samples.read().map_or(true, |v| *v != new_value);
+        if let Ok(mut v) = self.samples.write() {
+            *v = new_value.clone();
+        }
+        let running = self.running.lock().clone();
+        if let (true, Some(shared)) = (changed, running) {
+            if new_value.is_empty() {
+                shared.set_target_voice(None);
+                return;
+            }
+            match learn_target(&from_saved(&new_value), SAVED_REFERENCE_RATE) {
+                Ok(t) => shared.set_target_voice(Some(t)),
+                Err(e) => self.telemetry.set_status(format!("Voice: the saved target voice cannot be used: {e}")),
+            }
+        }
+    }
+
+    fn map<F, R>(&self, f: F) -> R
+    where
+        F: Fn(&Vec<i16>) -> R,
+    {
+        match self.samples.read() {
+            Ok(v) => f(&v),
+            Err(poisoned) => f(&poisoned.into_inner()),
         }
     }
 }
@@ -483,7 +532,7 @@ impl Plugin for Voice {
     }
 
     fn editor(&mut self, _executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
-        let loader = TargetLoader::new(self.params.target_reference.clone(), self.shared.clone(), self.telemetry.clone());
+        let loader = TargetLoader::new(self.params.target_reference.samples.clone(), self.shared.clone(), self.telemetry.clone());
         crate::editor::voice::create(self.params.clone(), self.telemetry.clone(), self.models.clone(), loader, self.editor_open.clone(), self.editor_state.clone())
     }
 
@@ -508,7 +557,7 @@ impl Plugin for Voice {
                 let plan = bridge.latency();
                 nice_log!("Voice: {}", plan.describe(config.sample_rate));
                 context.set_latency_samples(plan.total as u32);
-                let saved = self.params.target_reference.read().map(|v| v.clone()).unwrap_or_default();
+                let saved = self.params.target_reference.samples.read().map(|v| v.clone()).unwrap_or_default();
                 if !saved.is_empty() {
                     // A saved target: learn it again (well under a second).
                     match learn_target(&from_saved(&saved), SAVED_REFERENCE_RATE) {
@@ -516,9 +565,9 @@ impl Plugin for Voice {
                         Err(e) => self.telemetry.set_status(format!("Voice: the saved target voice cannot be used: {e}")),
                     }
                 }
-                self.capture = Some(start_capture(config.sample_rate as u32, bridge.shared().clone(), self.params.target_reference.clone()));
+                self.capture = Some(start_capture(config.sample_rate as u32, bridge.shared().clone(), self.params.target_reference.samples.clone()));
                 *self.shared.lock() = Some(bridge.shared().clone());
-                self.similarity = Some(SimilarityMonitor::start(config.sample_rate as u32, self.telemetry.clone(), self.params.target_reference.clone(), self.editor_open.clone()));
+                self.similarity = Some(SimilarityMonitor::start(config.sample_rate as u32, self.telemetry.clone(), self.params.target_reference.samples.clone(), self.editor_open.clone()));
                 self.bridge = Some(bridge);
             }
             Err(e) => {
@@ -608,4 +657,42 @@ impl ClapPlugin for Voice {
 impl Vst3Plugin for Voice {
     const VST3_CLASS_ID: [u8; 16] = *b"ManifoldVoice001";
     const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] = &[Vst3SubCategory::Fx, Vst3SubCategory::PitchShift];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A host that activates the plugin first and loads the saved state
+    /// after (Ardour opening a session): the restored reference reaches the
+    /// running worker at once, without another activation.
+    #[test]
+    fn a_state_restored_while_active_sets_the_target() {
+        if crate::runtime::store::find_model(convert_voice::CONTENT_MODEL_ID).is_err() || crate::runtime::onnx::environment().is_err() {
+            eprintln!("skipping: the voice models are not installed (run `cargo xtask models`)");
+            return;
+        }
+        let plugin = Voice::default();
+        let shared = Arc::new(Shared::new(plugin.telemetry.clone(), 0));
+        *plugin.shared.lock() = Some(shared.clone());
+        // A recorded voice (the speech set `cargo xtask test` generates).
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/testdata/clean_1.wav");
+        let Ok(reference) = crate::offline::read_audio(&path) else {
+            eprintln!("skipping: {} missing (run `cargo xtask test`)", path.display());
+            return;
+        };
+        let saved = to_saved(&reference.channels[0], reference.sample_rate);
+        let before = shared.target_version.load(Ordering::Acquire);
+        plugin.params.target_reference.set(saved.clone());
+        assert!(shared.target_voice.lock().is_some(), "the restored target did not reach the worker: {}", plugin.telemetry.status_line());
+        assert_eq!(*plugin.params.target_reference.samples.read().unwrap(), saved);
+        let after = shared.target_version.load(Ordering::Acquire);
+        assert!(after > before);
+        // The same state again (hosts restore more than once) learns nothing new.
+        plugin.params.target_reference.set(saved);
+        assert_eq!(shared.target_version.load(Ordering::Acquire), after);
+        // An empty reference clears the target.
+        plugin.params.target_reference.set(Vec::new());
+        assert!(shared.target_voice.lock().is_none());
+    }
 }
