@@ -557,7 +557,7 @@ fn open_separation(input: &Path, model: crate::plugins::stems::StemsModel, mode:
     };
     let mut bridge = setup.build_bridge(Arc::new(Telemetry::default())).map_err(RenderError::Setup)?;
     if mode != SeparationMode::Offline {
-        bridge.set_host_offline(true);
+        bridge.set_host_state(true, true);
     }
     Ok((reader, bridge))
 }
@@ -672,7 +672,7 @@ pub fn render_converted(input: &Path, output: &Path, settings: &ConvertSettings,
     telemetry.set_conversion(settings.controls);
     let mut bridge = setup.build_bridge(telemetry).map_err(RenderError::Setup)?;
     if settings.mode == ConversionMode::Live {
-        bridge.set_host_offline(true);
+        bridge.set_host_state(true, true);
     }
     // Before the first block: the worker applies it before it reads any audio.
     if target.is_some() {

@@ -37,7 +37,7 @@ pub struct BridgeConfig {
     /// Activated for an offline render (host offline mode at activation, or
     /// the CLI): always wait for the worker, never underrun. Hosts that
     /// render without saying so at activation are caught per call
-    /// ([`RealtimeBridge::set_host_offline`], [`HostPace`]).
+    /// ([`RealtimeBridge::set_host_state`], [`HostPace`]).
     pub offline: bool,
     /// The stream's delay, computed before the model is loaded.
     pub stream_latency: StreamLatency,
@@ -72,6 +72,9 @@ pub struct RealtimeBridge {
     activated_offline: bool,
     /// The host marks this call offline (VST3 per-call mode, CLAP render).
     host_offline: bool,
+    /// The host's transport plays (a render's timeline starts where it
+    /// starts playing).
+    host_playing: bool,
     /// The host's measured pace: fast means it renders, so waiting is right.
     pace: HostPace,
     clock: HostClock,
@@ -172,6 +175,7 @@ impl RealtimeBridge {
             fallback_share: config.fallback_share,
             activated_offline: config.offline,
             host_offline: false,
+            host_playing: false,
             pace: HostPace::new(config.sample_rate, plan.block),
             clock: HostClock::system(),
             waited: config.offline,
@@ -220,10 +224,30 @@ impl RealtimeBridge {
     }
 
     /// Audio thread, before `process`: whether the host marks this call as
-    /// an offline render (nice-plug's `ProcessContext::process_mode`).
+    /// an offline render (nice-plug's `ProcessContext::process_mode`) and
+    /// whether its transport is playing.
+    ///
+    /// A declared render starts the stream afresh, as an activation would,
+    /// at its first call and again where the host starts playing the
+    /// timeline. A DAW keeps running its plugins while the transport is
+    /// stopped and does not reset them before an export; Ardour then runs
+    /// its export pre-roll with the transport stopped (for a number of
+    /// cycles that varies with how long its disk reader takes to refill)
+    /// and starts the transport one latency-rounded-up-to-a-block before
+    /// the range. Without these resets a stateful model (and the stream's
+    /// resampler and chunk grid) would start the render from whatever ran
+    /// before, and two exports of the same range would differ. With them,
+    /// the render is exactly the CLI's offline render of what the host
+    /// feeds from its transport start on.
     #[inline]
-    pub fn set_host_offline(&mut self, offline: bool) {
+    pub fn set_host_state(&mut self, offline: bool, playing: bool) {
+        let starts = offline && !self.host_offline || playing && !self.host_playing;
         self.host_offline = offline;
+        self.host_playing = playing;
+        let declared = self.activated_offline || self.host_offline;
+        if starts && declared && self.dry_frames_since_reset > 0 {
+            self.reset();
+        }
     }
 
     /// Main thread: the clock the host's pace is measured with (tests use a
@@ -768,7 +792,7 @@ mod tests {
         let loading = Arc::new(AtomicBool::new(true));
         let mut b = gated_bridge(rate, block, false, Arc::new(AtomicBool::new(false)), loading.clone());
         let mut tick = paced(&mut b, rate);
-        b.set_host_offline(true);
+        b.set_host_state(true, false);
         let opener = {
             let loading = loading.clone();
             std::thread::spawn(move || {
@@ -780,6 +804,72 @@ mod tests {
         opener.join().unwrap();
         assert!(!b.pace.is_fast(), "paced like a sound card");
         assert_eq!(got, want, "a call marked offline must wait and equal the offline render");
+    }
+
+    /// A DAW that runs the plugin in real time (here: noise, with the
+    /// transport stopped) and then starts an export by marking its calls
+    /// offline, without a reset: the export starts the stream afresh, so it
+    /// equals an offline render of the same input bit for bit, whatever
+    /// played before (the stream's resampler and the model keep state).
+    #[test]
+    fn a_declared_render_starts_afresh_whatever_played_before() {
+        let rate = 48000u32;
+        let block = 1024;
+        let x = sine(rate as usize / 2, rate as f32);
+        let mut offline = bridge(rate, block, true, Arc::new(AtomicBool::new(false)));
+        let want = render(&mut offline, &x, block, |_, _| ());
+        let mut b = bridge(rate, block, false, Arc::new(AtomicBool::new(false)));
+        let mut tick = paced(&mut b, rate);
+        wait_until_running(&b);
+        let noise: Vec<f32> = (0..rate as usize / 3).map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.3).collect();
+        render(&mut b, &noise, block, |b, len| {
+            settle(b);
+            tick(b, len)
+        });
+        b.set_host_state(true, false);
+        let got = render(&mut b, &x, block, |b, len| tick(b, len));
+        assert_eq!(got, want, "a declared render must start afresh and equal the offline render");
+        // A second export of the same input, after more real-time calls, is the same again.
+        b.set_host_state(false, false);
+        render(&mut b, &noise, block, |b, len| tick(b, len));
+        b.set_host_state(true, false);
+        let again = render(&mut b, &x, block, |b, len| tick(b, len));
+        assert_eq!(again, want, "a second export differs from the first");
+    }
+
+    /// Ardour's export: a pre-roll of calls marked offline with the
+    /// transport stopped, for a number of cycles the host does not fix
+    /// (here: 3 or 7 blocks of noise), then the transport starts. The render
+    /// from the transport start equals an offline render of what follows,
+    /// bit for bit, however long the pre-roll was.
+    #[test]
+    fn a_declared_render_restarts_where_the_transport_starts() {
+        let rate = 48000u32;
+        let block = 1024;
+        let x = sine(rate as usize / 2, rate as f32);
+        let mut offline = bridge(rate, block, true, Arc::new(AtomicBool::new(false)));
+        let want = render(&mut offline, &x, block, |_, _| ());
+        let mut b = bridge(rate, block, false, Arc::new(AtomicBool::new(false)));
+        let mut tick = paced(&mut b, rate);
+        wait_until_running(&b);
+        let noise: Vec<f32> = (0..7 * block).map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.3).collect();
+        for preroll in [3, 7] {
+            b.set_host_state(false, false);
+            render(&mut b, &noise, block, |b, len| tick(b, len));
+            b.set_host_state(true, false);
+            render(&mut b, &noise[..preroll * block], block, |b, len| tick(b, len));
+            b.set_host_state(true, true);
+            let got = render(&mut b, &x, block, |b, len| tick(b, len));
+            assert_eq!(got, want, "a render after a pre-roll of {preroll} blocks differs from the offline render");
+        }
+        // A real-time roll (not a render) goes on from what ran before.
+        b.set_host_state(false, false);
+        render(&mut b, &noise, block, |b, len| tick(b, len));
+        b.set_host_state(false, true);
+        settle(&b);
+        let frames = b.dry_frames_since_reset;
+        render(&mut b, &x[..block], block, |b, len| tick(b, len));
+        assert_eq!(b.dry_frames_since_reset, frames + block, "a real-time transport start must not reset the stream");
     }
 
     /// A real-time host never waits: while the model is still loading (here:

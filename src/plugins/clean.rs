@@ -277,8 +277,9 @@ impl Plugin for Clean {
             return ProcessStatus::Normal;
         };
         // A host that marks this call as part of an offline render (VST3
-        // per-call mode, CLAP render extension) is waited for.
-        bridge.set_host_offline(context.process_mode() == ProcessMode::Offline);
+        // per-call mode, CLAP render extension) is waited for; its render
+        // starts afresh at its first call and where the transport starts.
+        bridge.set_host_state(context.process_mode() == ProcessMode::Offline, context.transport().playing);
         bridge.request_model(self.params.model.value().index());
         self.telemetry.set_post_filter(self.params.post_filter.value() / 100.0);
         let mix = &self.params.mix.smoothed;

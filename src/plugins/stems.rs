@@ -503,8 +503,9 @@ impl<V: StemsVariant> Plugin for StemsPlugin<V> {
             return ProcessStatus::Normal;
         };
         // A host that marks this call as part of an offline render (VST3
-        // per-call mode, CLAP render extension) is waited for.
-        bridge.set_host_offline(context.process_mode() == ProcessMode::Offline);
+        // per-call mode, CLAP render extension) is waited for; its render
+        // starts afresh at its first call and where the transport starts.
+        bridge.set_host_state(context.process_mode() == ProcessMode::Offline, context.transport().playing);
         bridge.request_model(self.params.model.value().max(0) as usize);
         if let (Some(capture), Some(side)) = (self.capture.as_mut(), aux.inputs.first_mut()) {
             let side = side.as_slice_immutable();

@@ -603,8 +603,9 @@ impl Plugin for Voice {
             return ProcessStatus::Normal;
         };
         // A host that marks this call as part of an offline render (VST3
-        // per-call mode, CLAP render extension) is waited for.
-        bridge.set_host_offline(context.process_mode() == ProcessMode::Offline);
+        // per-call mode, CLAP render extension) is waited for; its render
+        // starts afresh at its first call and where the transport starts.
+        bridge.set_host_state(context.process_mode() == ProcessMode::Offline, context.transport().playing);
         let model = (self.params.model.value().max(0) as usize).min(self.models.len().saturating_sub(1));
         bridge.request_model(model);
         self.telemetry.set_conversion(ConversionControls {
