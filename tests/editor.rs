@@ -282,8 +282,11 @@ fn editor_works(plugin_id: &str) {
     let opened_in = started.elapsed();
 
     // 2. A screenshot once meters have had audio to show.
-    let ran = s.wait_for(Duration::from_secs(30), |s| s.blocks_processed() >= BLOCKS_BEFORE_SCREENSHOT);
-    assert!(ran, "{plugin_id}: the audio thread processed only {} blocks in 30 s", s.blocks_processed());
+    // The deadline only catches an audio thread that stopped: with both
+    // cores busy, debug Voice's host thread managed 267 of these 300 blocks
+    // (0.8 s of audio) in 30 s.
+    let ran = s.wait_for(Duration::from_secs(300), |s| s.blocks_processed() >= BLOCKS_BEFORE_SCREENSHOT);
+    assert!(ran, "{plugin_id}: the audio thread processed only {} blocks in 300 s", s.blocks_processed());
     s.x().pointer_away();
     let layout = s.wait_frames(2);
     let image = s.screenshot(None);

@@ -5,15 +5,19 @@
 //! would then fall behind and fade to dry audio, which is right for a sound
 //! card that cannot wait and wrong for a render, whose output must be
 //! processed. [`HostPace`] tells the two apart from the host's own timing:
-//! the wall-clock time the host spends *outside* the plugin between calls,
-//! per second of audio it hands over.
+//! the wall-clock time from one call to the next, less the time the plugin
+//! spent waiting for its worker, per second of audio the host hands over.
 //!
-//! - A real-time host calls once per period of its sound card: between the
-//!   end of one call and the start of the next lies nearly the whole period
-//!   (everything but the plugin's own share), so the ratio is close to 1.
-//! - A rendering host calls again at once: the ratio is close to 0, however
-//!   long the plugin itself takes (time inside the plugin is not counted, so
-//!   waiting for the worker does not make the host look slower).
+//! - A real-time host calls once per period of its sound card, so the ratio
+//!   is close to 1 however much of the period the plugin itself uses, and
+//!   above 1 when the machine is too busy to keep up. (Counting only the
+//!   time outside the plugin, as a first version did, took a busy machine's
+//!   real-time host for a render as soon as the plugin used half the
+//!   period, and the plugin then waited for its worker on the audio
+//!   thread: `tests/editor.rs` caught it with both cores loaded.)
+//! - A rendering host calls again at once: the ratio is the host's and the
+//!   plugin's own work per second of audio, close to 0 (waiting for the
+//!   worker is left out, so it does not make the host look slower).
 //!
 //! The ratio is judged over at least one maximum block of audio, so a
 //! real-time host that splits its period into several calls (at automation
@@ -64,10 +68,13 @@ pub struct HostPace {
     /// Audio frames a judgement needs (the host's maximum block).
     window_needed: usize,
     window_frames: usize,
-    window_outside_ns: u64,
-    /// Frames of the last call and when it returned.
+    /// The host's time in the window: call to call, less the waits.
+    window_host_ns: u64,
+    /// Frames of the last call, when it arrived, and how long it waited
+    /// for the worker.
     last_frames: usize,
-    last_leave_ns: Option<u64>,
+    last_arrive_ns: Option<u64>,
+    last_waited_ns: u64,
     fast: bool,
 }
 
@@ -77,9 +84,10 @@ impl HostPace {
             sample_rate: f64::from(sample_rate.max(1.0)),
             window_needed: max_block.max(1),
             window_frames: 0,
-            window_outside_ns: 0,
+            window_host_ns: 0,
             last_frames: 0,
-            last_leave_ns: None,
+            last_arrive_ns: None,
+            last_waited_ns: 0,
             fast: false,
         }
     }
@@ -88,28 +96,35 @@ impl HostPace {
     /// faster than real time.
     #[inline]
     pub fn arrive(&mut self, now_ns: u64) -> bool {
-        if let Some(left) = self.last_leave_ns {
-            self.window_outside_ns += now_ns.saturating_sub(left);
+        if let Some(before) = self.last_arrive_ns {
+            self.window_host_ns += now_ns.saturating_sub(before).saturating_sub(self.last_waited_ns);
             self.window_frames += self.last_frames;
             if self.window_frames >= self.window_needed {
                 let audio_ns = self.window_frames as f64 * 1e9 / self.sample_rate;
-                let ratio = self.window_outside_ns as f64 / audio_ns;
+                let ratio = self.window_host_ns as f64 / audio_ns;
                 if ratio < FAST_BELOW {
                     self.fast = true;
                 } else if ratio > REALTIME_ABOVE {
                     self.fast = false;
                 }
                 self.window_frames = 0;
-                self.window_outside_ns = 0;
+                self.window_host_ns = 0;
             }
         }
+        self.last_arrive_ns = Some(now_ns);
+        self.last_waited_ns = 0;
         self.fast
     }
 
-    /// End of a process call of `frames` frames at `now_ns`.
+    /// The plugin waited `ns` for its worker during the current call.
     #[inline]
-    pub fn leave(&mut self, now_ns: u64, frames: usize) {
-        self.last_leave_ns = Some(now_ns);
+    pub fn waited(&mut self, ns: u64) {
+        self.last_waited_ns += ns;
+    }
+
+    /// End of a process call of `frames` frames.
+    #[inline]
+    pub fn leave(&mut self, frames: usize) {
         self.last_frames = frames;
     }
 
@@ -128,11 +143,18 @@ mod tests {
     /// and arriving `period_ns` after the previous one arrived; returns the
     /// judgement after each call.
     fn run(pace: &mut HostPace, t: &mut u64, calls: &[(usize, u64, u64)]) -> Vec<bool> {
+        run_waiting(pace, t, &calls.iter().map(|&(f, p, i)| (f, p, i, 0)).collect::<Vec<_>>())
+    }
+
+    /// As [`run`], with `waited_ns` of each call's inside time spent waiting
+    /// for the worker.
+    fn run_waiting(pace: &mut HostPace, t: &mut u64, calls: &[(usize, u64, u64, u64)]) -> Vec<bool> {
         calls
             .iter()
-            .map(|&(frames, period_ns, inside_ns)| {
+            .map(|&(frames, period_ns, inside_ns, waited_ns)| {
                 let fast = pace.arrive(*t);
-                pace.leave(*t + inside_ns, frames);
+                pace.waited(waited_ns);
+                pace.leave(frames);
                 *t += period_ns.max(inside_ns);
                 fast
             })
@@ -149,6 +171,19 @@ mod tests {
         let mut t = 0;
         // The plugin itself takes 40 % of every period.
         let calls = vec![(128, block_ns(128), block_ns(128) * 2 / 5); 500];
+        assert!(run(&mut pace, &mut t, &calls).iter().all(|f| !f));
+    }
+
+    /// A busy machine: the plugin takes 90 % of the period, or more than the
+    /// period (the host falls behind and calls again at once). Still real
+    /// time: the host is not faster than real time, so waiting would only
+    /// make it later.
+    #[test]
+    fn an_overloaded_real_time_host_is_not_a_render() {
+        let mut pace = HostPace::new(RATE, 128);
+        let mut t = 0;
+        let p = block_ns(128);
+        let calls: Vec<_> = (0..500).map(|k| (128, p, if k % 3 == 0 { p * 3 / 2 } else { p * 9 / 10 })).collect();
         assert!(run(&mut pace, &mut t, &calls).iter().all(|f| !f));
     }
 
@@ -170,8 +205,9 @@ mod tests {
     fn back_to_back_calls_are_a_render_from_the_second_call_on() {
         let mut pace = HostPace::new(RATE, 512);
         let mut t = 0;
-        // 20 µs between calls, the plugin waits 5 ms inside each.
-        let judged = run(&mut pace, &mut t, &vec![(512, 5_020_000, 5_000_000); 50]);
+        // 20 µs of the host's own work between calls; the plugin waits
+        // 5 ms for its worker inside each.
+        let judged = run_waiting(&mut pace, &mut t, &vec![(512, 5_020_000, 5_000_000, 5_000_000); 50]);
         assert!(!judged[0], "no evidence on the first call");
         assert!(judged[1..].iter().all(|&f| f), "{judged:?}");
     }

@@ -278,7 +278,7 @@ impl RealtimeBridge {
     /// Audio thread: end of a host call of `frames` frames.
     #[inline]
     fn call_ends(&mut self, frames: usize) {
-        self.pace.leave(self.clock.now_ns(), frames);
+        self.pace.leave(frames);
     }
 
     /// Audio thread: ask for model `index` of the catalog. The worker loads it
@@ -286,7 +286,7 @@ impl RealtimeBridge {
     /// Offline, the call waits until the new model is loaded, so the switch
     /// starts with the next block, deterministically.
     #[inline]
-    pub fn request_model(&self, index: usize) {
+    pub fn request_model(&mut self, index: usize) {
         if self.shared.requested_model.load(Ordering::Relaxed) == index {
             return;
         }
@@ -374,11 +374,14 @@ impl RealtimeBridge {
 
     /// Only while the host renders: sleep in short steps until `ready` or
     /// the deadline.
-    fn wait_for_worker(&self, ready: impl Fn(&Self) -> bool) {
+    /// The time waited is not the host's: [`HostPace`] leaves it out.
+    fn wait_for_worker(&mut self, ready: impl Fn(&Self) -> bool) {
         let start = Instant::now();
+        let from = self.clock.now_ns();
         while !ready(self) && start.elapsed() < OFFLINE_WAIT {
             std::thread::sleep(Duration::from_micros(50));
         }
+        self.pace.waited(self.clock.now_ns().saturating_sub(from));
     }
 
     /// Audio thread. Processes `audio` (one slice per channel, in place) for
