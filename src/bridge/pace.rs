@@ -11,10 +11,10 @@
 //! - A real-time host calls once per period of its sound card, so the ratio
 //!   is close to 1 however much of the period the plugin itself uses, and
 //!   above 1 when the machine is too busy to keep up. (Counting only the
-//!   time outside the plugin, as a first version did, took a busy machine's
-//!   real-time host for a render as soon as the plugin used half the
-//!   period, and the plugin then waited for its worker on the audio
-//!   thread: `tests/editor.rs` caught it with both cores loaded.)
+//!   time outside the plugin, as a first version did, would take a busy
+//!   machine's real-time host for a render as soon as the plugin used half
+//!   the period, and the plugin would then wait for its worker on the
+//!   audio thread.)
 //! - A rendering host calls again at once: the ratio is the host's and the
 //!   plugin's own work per second of audio, close to 0 (waiting for the
 //!   worker is left out, so it does not make the host look slower).
