@@ -48,7 +48,7 @@ pub const VOICE_ID: &str = "com.manifold.voice";
 pub const WINDOW_POS: (i16, i16) = (16, 16);
 /// Generous deadline for anything the editor has to do (llvmpipe on a
 /// small, busy machine, debug build).
-pub const PATIENCE: Duration = Duration::from_secs(10);
+pub const PATIENCE: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------
 // Prerequisites: the bundle, the X server, the layout folder
