@@ -45,74 +45,17 @@ import time
 
 import numpy as np
 
+from hostkit import RATE, compare, music, read_wav, saved_target, snr_db, vst3_preset, write_wav
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 LUA = os.path.join(HERE, "ardour")
-RATE = 48000
 LEAD = int(0.1 * RATE)  # silence before and after the input: region fade-in, roll declick
 # Each check: name, input, CLI command, Ardour settings, the CLI file each
 # export/capture channel pair is compared with, and the export's SNR threshold.
 # (Filled in by plugin_cases(); the thresholds are explained there.)
 
 
-# ---------------------------------------------------------------- WAV files
-def read_wav(path):
-    """(frames x channels float64, rate, info) for PCM 16/24/32 and float 32/64 WAV/BWF/RF64."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    if raw[:4] not in (b"RIFF", b"RF64") or raw[8:12] != b"WAVE":
-        raise SystemExit(f"{path}: not a RIFF/WAVE file")
-    pos, fmt, data_off, data_len, ds64 = 12, None, None, None, None
-    while pos + 8 <= len(raw):
-        cid, clen = raw[pos:pos + 4], struct.unpack("<I", raw[pos + 4:pos + 8])[0]
-        body = pos + 8
-        if cid == b"ds64":
-            ds64 = struct.unpack("<Q", raw[body + 8:body + 16])[0]
-        elif cid == b"fmt ":
-            tag, ch, sr, _, balign, bits = struct.unpack("<HHIIHH", raw[body:body + 16])
-            if tag == 0xFFFE:  # WAVE_FORMAT_EXTENSIBLE: the sub-format GUID starts with the tag
-                tag = struct.unpack("<H", raw[body + 24:body + 26])[0]
-            fmt = (tag, ch, sr, balign, bits)
-        elif cid == b"data":
-            data_off = body
-            data_len = min(ds64 if (clen == 0xFFFFFFFF and ds64) else clen, len(raw) - body)
-            break
-        pos = body + clen + (clen & 1)
-    if fmt is None or data_off is None:
-        raise SystemExit(f"{path}: no fmt/data chunk")
-    tag, ch, sr, balign, bits = fmt
-    nfr = data_len // balign
-    buf = raw[data_off:data_off + nfr * balign]
-    if tag == 3 and bits == 32:
-        x = np.frombuffer(buf, "<f4").astype(np.float64)
-    elif tag == 3 and bits == 64:
-        x = np.frombuffer(buf, "<f8").copy()
-    elif tag == 1 and bits == 16:
-        x = np.frombuffer(buf, "<i2") / 32768.0
-    elif tag == 1 and bits == 24:
-        b = np.frombuffer(buf, np.uint8).reshape(-1, 3).astype(np.int32)
-        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
-        x = np.where(v & 0x800000, v - 0x1000000, v) / 8388608.0
-    elif tag == 1 and bits == 32:
-        x = np.frombuffer(buf, "<i4") / 2147483648.0
-    else:
-        raise SystemExit(f"{path}: unsupported WAV format tag {tag}, {bits} bits")
-    return x.reshape(nfr, ch), sr, dict(tag=tag, bits=bits, data_off=data_off, frames=nfr)
-
-
-def write_wav(path, data, sr):
-    """32-bit float WAV; data: frames x channels (or 1-D)."""
-    data = np.asarray(data, dtype="<f4")
-    if data.ndim == 1:
-        data = data[:, None]
-    payload = data.tobytes()
-    ch = data.shape[1]
-    hdr = b"RIFF" + struct.pack("<I", 36 + len(payload)) + b"WAVE"
-    hdr += b"fmt " + struct.pack("<IHHIIHH", 16, 3, ch, sr, sr * ch * 4, ch * 4, 32)
-    hdr += b"data" + struct.pack("<I", len(payload))
-    with open(path, "wb") as f:
-        f.write(hdr + payload)
-
-
+# ---------------------------------------------------------------- Ardour's take files
 def overwrite_take(path, samples):
     """Replaces the samples of one of Ardour's mono take files in place (same
     header and length; zero-padded), returning what the file now holds."""
@@ -137,67 +80,6 @@ def overwrite_take(path, samples):
         f.seek(info["data_off"])
         f.write(payload)
     return read_wav(path)[0][:, 0]
-
-
-def decimate3(x):
-    """48 kHz -> 16 kHz: windowed-sinc low-pass (cut-off 7.2 kHz), every 3rd sample."""
-    taps = np.arange(-192, 193)
-    h = 0.3 * np.sinc(0.3 * taps) * np.blackman(len(taps))
-    return np.convolve(x, h / h.sum(), mode="same")[::3]
-
-
-def music(voice, seed=7):
-    """A song-like test signal for Stems: `voice` (speech) over a synthetic
-    accompaniment (chord pad, bass, kick and hi-hat at 120 bpm), deterministic."""
-    n = len(voice)
-    t = np.arange(n) / RATE
-    rng = np.random.default_rng(seed)
-    acc = np.zeros(n)
-    beat = RATE // 2
-    chords = [(220.0, 261.63, 329.63), (174.61, 220.0, 261.63), (196.0, 246.94, 293.66), (164.81, 207.65, 246.94)]
-    for k in range(0, n, 4 * beat):  # one chord a bar
-        seg = slice(k, min(n, k + 4 * beat))
-        tt = t[seg] - t[k]
-        env = np.minimum(1.0, tt / 0.05) * np.exp(-tt / 3.0)
-        for f in chords[(k // (4 * beat)) % len(chords)]:
-            for h, a in ((1, 1.0), (2, 0.5), (3, 0.25), (4, 0.12)):
-                acc[seg] += 0.02 * a * env * np.sin(2 * np.pi * f * h * tt)
-        acc[seg] += 0.05 * env * np.sin(2 * np.pi * chords[(k // (4 * beat)) % len(chords)][0] / 2 * tt)
-    for k in range(0, n, beat):  # kick on every beat, hi-hat on the off-beats
-        m = min(n - k, RATE // 4)
-        tt = np.arange(m) / RATE
-        acc[k:k + m] += 0.15 * np.exp(-tt / 0.08) * np.sin(2 * np.pi * (50 + 60 * np.exp(-tt / 0.03)) * tt)
-        h = k + beat // 2
-        if h < n:
-            m = min(n - h, RATE // 20)
-            acc[h:h + m] += 0.03 * np.exp(-np.arange(m) / (0.01 * RATE)) * rng.standard_normal(m)
-    return voice + acc
-
-
-# ---------------------------------------------------------------- measures
-def lag_of(ref, out):
-    """Lag (samples) at which out best matches ref: out[n] ~ ref[n - lag]."""
-    n = len(ref) + len(out)
-    nfft = 1 << (n - 1).bit_length()
-    r = np.fft.irfft(np.fft.rfft(out, nfft) * np.conj(np.fft.rfft(ref, nfft)), nfft)
-    k = int(np.argmax(np.abs(r)))
-    return k if k < nfft // 2 else k - nfft
-
-
-def snr_db(ref, out):
-    """Energy of ref over the energy of out - ref, in dB (both aligned, same shape)."""
-    err = float(np.sum((out - ref) ** 2))
-    sig = float(np.sum(ref ** 2))
-    if sig == 0.0:
-        return float("-inf")
-    return float("inf") if err == 0.0 else 10.0 * np.log10(sig / err)
-
-
-def compare(out, ref, dry):
-    """Lag (channel 0 and 1 must agree), SNR against ref and against the dry input."""
-    lags = {lag_of(ref[:, c], out[:, c]) for c in range(out.shape[1]) if np.any(ref[:, c]) and np.any(out[:, c])}
-    lag = lags.pop() if len(lags) == 1 else (None if not lags else f"{sorted(lags)}")
-    return dict(lag=lag, snr=snr_db(ref, out), dry=snr_db(dry, out), peak=float(np.max(np.abs(out))))
 
 
 # ---------------------------------------------------------------- Ardour
@@ -275,9 +157,7 @@ def copy_session(base, folder):
 
 def set_vst3_state_field(session_file, plugin, field, value):
     """Sets a nice-plug persistent field in a VST3 plugin's state as Ardour
-    saved it: a <chunk> (base64) in the VST3 preset layout ("VST3", version,
-    class id, offset of the chunk list; the component state, nice-plug's JSON,
-    and the controller state; "List" of id/offset/size)."""
+    saved it: a <chunk> (base64) in the VST3 preset layout (hostkit.vst3_preset)."""
     with open(session_file) as f:
         xml = f.read()
     m = re.search(r'(<Processor [^>]*name="%s"[^>]*type="vst3".*?<chunk>)([^<]*)(</chunk>)' % re.escape(plugin), xml, re.S)
@@ -299,10 +179,7 @@ def set_vst3_state_field(session_file, plugin, field, value):
     state["fields"][field] = value
     comp = json.dumps(state, separators=(",", ":")).encode()
     cont = chunks.get(b"Cont", b"")
-    head = blob[:40]
-    body = comp + cont
-    new_list = b"List" + struct.pack("<i", 2) + b"Comp" + struct.pack("<qq", 48, len(comp)) + b"Cont" + struct.pack("<qq", 48 + len(comp), len(cont))
-    new = head + struct.pack("<q", 48 + len(body)) + body + new_list
+    new = vst3_preset(blob[8:40], comp, cont)
     xml = xml[:m.start(2)] + base64.b64encode(new).decode() + xml[m.end(2):]
     with open(session_file, "w") as f:
         f.write(xml)
@@ -482,8 +359,7 @@ def main():
                 # load a file into the plugin, and a sidechain capture would be
                 # a real-time recording that the CLI could not reproduce exactly.
                 ref = read_wav(os.path.join(args.testdata, case["target"]))[0][:, 0]
-                ref16 = decimate3(ref)
-                saved = np.round(np.clip(ref16 / max(1.0, np.max(np.abs(ref16))), -1, 1) * 32767).astype(np.int16)
+                saved = saved_target(ref)
                 target = os.path.join(folder, "target16k.wav")
                 write_wav(target, saved.astype(np.float64) / 32767.0, 16000)
                 # The plugin's live settings, as Ardour activated it in real time.

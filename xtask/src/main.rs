@@ -122,8 +122,8 @@ fn test(root: &Path) -> Result<()> {
     // Ring 3: a real third-party VST3 host.
     run(Command::new(&py).arg("tests/pedalboard_host.py").arg(root.join("target/bundled/Manifold.vst3")).arg(root.join("target/testdata")))?;
     run(Command::new("cargo").args(["build", "--bin", "manifold"]))?;
-    // A JUCE host that renders flat out without saying so (dawdreamer): the
-    // render must be processed and equal the CLI's.
+    // A JUCE host that renders flat out (dawdreamer): every plugin's render
+    // must be processed and equal the CLI's.
     run(Command::new(&py)
         .arg("tests/dawdreamer_host.py")
         .arg(root.join("target/bundled/Manifold.vst3"))

@@ -11,8 +11,7 @@ const PACKAGES: &[&str] = &[
     "scipy==1.17.1",
     "onnx==1.23.2",
     "pedalboard==0.9.26",
-    // A second JUCE host that renders flat out without announcing offline
-    // mode (tests/dawdreamer_host.py).
+    // A second JUCE host, which renders flat out (tests/dawdreamer_host.py).
     "dawdreamer==0.9.0",
     "espeakng-loader==0.2.4",
     "pesq==0.0.4",
