@@ -112,16 +112,24 @@ fn test(root: &Path) -> Result<()> {
     // (allocation checks on), and the noisy-speech set (also the DAW ring's
     // material).
     models::install(root, &[])?;
-    bundle(root, &["manifold".into()])?;
+    // One build for the bundle, the CLI and every test binary: with
+    // `--tests` the plugin library is built with the features the tests'
+    // dev-dependencies turn on (x11rb's XTest, ...), and `cargo test -p
+    // manifold` below finds everything built. A bundle built without them
+    // (and `cargo test --workspace`, which adds xtask's features) made the
+    // test run compile serde, x11rb and all above them, Manifold included,
+    // a second time.
+    bundle(root, &["manifold".into(), "--lib".into(), "--bins".into(), "--tests".into()])?;
     let py = venv::python(root)?;
     run(Command::new(&py).arg("xtask/py/make_speech_set.py").arg(root.join("target/testdata")))?;
     // The editor test (tests/editor.rs) opens each editor in Xvfb.
     ensure_xvfb()?;
     // Ring 1 and 2: unit tests, in-process CLAP host tests, editor and fault tests.
-    run(Command::new("cargo").args(["test", "--workspace"]))?;
+    run(Command::new("cargo").args(["test", "-p", "manifold"]))?;
+    // xtask's own tests, in the release profile `cargo xtask` is built in.
+    run(Command::new("cargo").args(["test", "-p", "xtask", "--release"]))?;
     // Ring 3: a real third-party VST3 host.
     run(Command::new(&py).arg("tests/pedalboard_host.py").arg(root.join("target/bundled/Manifold.vst3")).arg(root.join("target/testdata")))?;
-    run(Command::new("cargo").args(["build", "--bin", "manifold"]))?;
     // A JUCE host that renders flat out (dawdreamer): every plugin's render
     // must be processed and equal the CLI's.
     run(Command::new(&py)
