@@ -809,6 +809,22 @@ mod tests {
         assert_eq!(got, want, "a call marked offline must wait and equal the offline render");
     }
 
+    /// For the export tests: half a second of sine, its offline render (what
+    /// an export of it must equal), and a real-time bridge whose worker runs.
+    fn export_fixture(rate: u32, block: usize) -> (Vec<f32>, Vec<f32>, RealtimeBridge) {
+        let x = sine(rate as usize / 2, rate as f32);
+        let mut offline = bridge(rate, block, true, Arc::new(AtomicBool::new(false)));
+        let want = render(&mut offline, &x, block, |_, _| ());
+        let b = bridge(rate, block, false, Arc::new(AtomicBool::new(false)));
+        wait_until_running(&b);
+        (x, want, b)
+    }
+
+    /// Deterministic noise (what a host plays before an export).
+    fn test_noise(len: usize) -> Vec<f32> {
+        (0..len).map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.3).collect()
+    }
+
     /// A DAW that runs the plugin in real time (here: noise, with the
     /// transport stopped) and then starts an export by marking its calls
     /// offline, without a reset: the export starts the stream afresh, so it
@@ -816,15 +832,10 @@ mod tests {
     /// played before (the stream's resampler and the model keep state).
     #[test]
     fn a_declared_render_starts_afresh_whatever_played_before() {
-        let rate = 48000u32;
-        let block = 1024;
-        let x = sine(rate as usize / 2, rate as f32);
-        let mut offline = bridge(rate, block, true, Arc::new(AtomicBool::new(false)));
-        let want = render(&mut offline, &x, block, |_, _| ());
-        let mut b = bridge(rate, block, false, Arc::new(AtomicBool::new(false)));
+        let (rate, block) = (48000u32, 1024);
+        let (x, want, mut b) = export_fixture(rate, block);
         let mut tick = paced(&mut b, rate);
-        wait_until_running(&b);
-        let noise: Vec<f32> = (0..rate as usize / 3).map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.3).collect();
+        let noise = test_noise(rate as usize / 3);
         render(&mut b, &noise, block, |b, len| {
             settle(b);
             tick(b, len)
@@ -847,15 +858,10 @@ mod tests {
     /// bit for bit, however long the pre-roll was.
     #[test]
     fn a_declared_render_restarts_where_the_transport_starts() {
-        let rate = 48000u32;
-        let block = 1024;
-        let x = sine(rate as usize / 2, rate as f32);
-        let mut offline = bridge(rate, block, true, Arc::new(AtomicBool::new(false)));
-        let want = render(&mut offline, &x, block, |_, _| ());
-        let mut b = bridge(rate, block, false, Arc::new(AtomicBool::new(false)));
+        let (rate, block) = (48000u32, 1024);
+        let (x, want, mut b) = export_fixture(rate, block);
         let mut tick = paced(&mut b, rate);
-        wait_until_running(&b);
-        let noise: Vec<f32> = (0..7 * block).map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.3).collect();
+        let noise = test_noise(7 * block);
         for preroll in [3, 7] {
             b.set_host_state(false, false);
             render(&mut b, &noise, block, |b, len| tick(b, len));
