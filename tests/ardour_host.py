@@ -45,7 +45,7 @@ import time
 
 import numpy as np
 
-from hostkit import RATE, compare, music, read_wav, saved_target, snr_db, vst3_preset, write_wav
+from hostkit import RATE, compare, music, read_wav, saved_target, snr_db, stereo, vst3_preset, write_wav
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LUA = os.path.join(HERE, "ardour")
@@ -286,10 +286,6 @@ def main():
 
     def speech(name, seconds):
         return read_wav(os.path.join(args.testdata, name))[0][:int(seconds * RATE), 0]
-
-    def stereo(x):
-        # Unequal channels, so that a swapped or dropped channel shows.
-        return np.stack([x, 0.8 * x], axis=1)
 
     # Inputs (each gets one recorded session, copied for every plugin using it).
     # Voice's is short: its live conversion runs at about 1/20 of real time

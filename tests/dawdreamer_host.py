@@ -20,6 +20,7 @@ to the plugin's IComponent::setState: nice-plug's JSON, field
 usage: python tests/dawdreamer_host.py Manifold.vst3 path/to/manifold path/to/testdata
 Prints one line per check and closes with 'dawdreamer: N passed, M failed'.
 """
+import functools
 import json
 import os
 import subprocess
@@ -30,7 +31,7 @@ import traceback
 import dawdreamer
 import numpy as np
 
-from hostkit import RATE, compare, music, read_wav, saved_target, vst3_preset, write_wav
+from hostkit import RATE, compare, music, read_wav, saved_target, stereo, vst3_preset, write_wav
 
 BUNDLE, CLI, DATA = (os.path.abspath(a) for a in sys.argv[1:4])
 BLOCK = 512
@@ -131,11 +132,6 @@ def speech(name, seconds):
     return read_wav(os.path.join(DATA, name))[0][: int(seconds * RATE), 0]
 
 
-def stereo(x):
-    # Unequal channels, so that a swapped or dropped channel shows.
-    return np.stack([x, 0.8 * x], axis=1)
-
-
 @check("Clean: processed, equal to the CLI render, delayed by exactly the reported latency")
 def _():
     x = stereo(speech("noisy_0_babble_5.wav", 6.0))
@@ -148,8 +144,8 @@ def _():
 
 
 def stems_cli(x):
-    """The CLI's stems of `x` with the plugin's live settings, and the remix
-    the plugin's mixer makes of them."""
+    """The CLI's stems of `x` (default settings, the plan the plugin runs
+    offline), and the remix the plugin's mixer makes of them."""
     src, dst = os.path.join(work, "song.wav"), os.path.join(work, "stems_cli")
     write_wav(src, x, RATE)
     cli(["stems", "--cpu", src, "-o", dst])
@@ -157,15 +153,11 @@ def stems_cli(x):
     return vocals, accompaniment, vocals + 10 ** (STEM2_DB / 20) * accompaniment
 
 
-SONG = None
-
-
+@functools.cache
 def song():
-    global SONG
-    if SONG is None:
-        x = stereo(music(speech("clean_2.wav", 3.5)))
-        SONG = (x, stems_cli(x))
-    return SONG
+    """The Stems input and the CLI's stems of it (shared by both Stems checks)."""
+    x = stereo(music(speech("clean_2.wav", 3.5)))
+    return x, stems_cli(x)
 
 
 STEM2_GAIN = {"Stem 2 gain": (STEM2_DB + 60.0) / 72.0}

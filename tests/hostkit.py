@@ -73,6 +73,12 @@ def decimate3(x):
     return np.convolve(x, h / h.sum(), mode="same")[::3]
 
 
+def stereo(x):
+    """A stereo test input from a mono one, with unequal channels, so that
+    a swapped or dropped channel shows."""
+    return np.stack([x, 0.8 * x], axis=1)
+
+
 def saved_target(reference):
     """A target voice as Manifold Voice saves it in its state (persistent
     field "target-reference"): 16 kHz, 16-bit samples, from a 48 kHz recording."""
