@@ -9,6 +9,7 @@
 //! The conversion-quality table (speaker similarity, word error rate) is a
 //! bench: `cargo xtask bench-voice`.
 
+use manifold::dsp::loudness::RunningLoudness;
 use manifold::dsp::pitch;
 use manifold::pipelines::convert_voice::{self, ContentModel, DefaultVoiceConverter, TargetError, TargetVoice, LIVE_VOCODER, OFFLINE_VOCODER, SAMPLE_RATE};
 use manifold::pipelines::stream::HostRateStream;
@@ -279,6 +280,61 @@ fn no_clicks_at_block_seams_and_live_matches_offline() {
     }
     eprintln!("largest second difference at seams {worst:.5}, 99.9th percentile overall {p999:.5}");
     assert!(worst <= p999 * 1.5, "a seam jumps: {worst} vs {p999}");
+}
+
+/// Integrated loudness (BS.1770, gated) of a mono signal, LUFS.
+fn lufs(x: &[f32]) -> f64 {
+    let mut m = RunningLoudness::new(SAMPLE_RATE, 1);
+    x.iter().for_each(|&v| m.push_frame(&[v]));
+    m.lufs().expect("some speech")
+}
+
+/// Peak of the 4× oversampled signal (BS.1770's true-peak meter), dBFS.
+fn true_peak_db(x: &[f32]) -> f32 {
+    let up = manifold::dsp::resample::resample_whole(x, SAMPLE_RATE, 4 * SAMPLE_RATE).expect("resample");
+    20.0 * up.iter().chain(x).fold(0.0f32, |m, v| m.max(v.abs())).max(1e-9).log10()
+}
+
+/// Loudest 50 ms RMS in `x[..until]`, dBFS.
+fn loudest_frame_db(x: &[f32], until: usize) -> f32 {
+    let n = SAMPLE_RATE as usize / 20;
+    x[..until.min(x.len())].chunks(n).map(|c| 10.0 * (c.iter().map(|v| v * v).sum::<f32>() / c.len() as f32).max(1e-12).log10()).fold(f32::MIN, f32::max)
+}
+
+/// The output is as loud as the input (±1 LU) and its true peak stays at
+/// or under −1 dBFS, from the first sample: offline, live, and after a
+/// reset (the state a host reset leaves). A quiet source converted to a
+/// loud target used to come out 4–5 LU louder, clip, and start with a
+/// burst 10+ dB above the input where speech begins.
+#[test]
+fn output_is_as_loud_as_the_input_and_never_clips_from_the_first_sample() {
+    let Some(dirs) = model_dirs() else { return };
+    let loud_target: Vec<f32> = speak(HIGH, 12.0, SAMPLE_RATE, 7).iter().map(|v| v * 1.9).collect();
+    let t = target(&dirs, &loud_target, SAMPLE_RATE);
+    // 0.1 s of digital silence, then a quiet voice (peak −18 dBFS) or a
+    // loud one (peak −0.5 dBFS, which the conversion pushes over full scale).
+    let voice = |gain: f32| -> Vec<f32> { std::iter::repeat(0.0).take(SAMPLE_RATE as usize / 10).chain(speak(LOW, 6.0, SAMPLE_RATE, 5).iter().map(|v| v * gain)).collect() };
+    let (quiet, loud) = (voice(0.25), voice(1.89));
+    for (label, x, cfg, reset_first) in [
+        ("offline", &quiet, OFFLINE_VOCODER, false),
+        ("live", &quiet, LIVE_VOCODER, false),
+        ("live after a reset", &quiet, LIVE_VOCODER, true),
+        ("offline, loud", &loud, OFFLINE_VOCODER, false),
+    ] {
+        let (lin, start_in) = (lufs(x), loudest_frame_db(x, SAMPLE_RATE as usize / 2));
+        let mut m = converter(&dirs, cfg);
+        m.set_target(Some(t.clone()));
+        if reset_first {
+            let _ = run_aligned(&mut m, &speak(HIGH, 2.0, SAMPLE_RATE, 3));
+            m.reset();
+        }
+        let y = run_aligned(&mut m, x);
+        let (lout, peak, start_out) = (lufs(&y), true_peak_db(&y), loudest_frame_db(&y, SAMPLE_RATE as usize / 2));
+        eprintln!("{label}: input {lin:.2} LUFS, output {lout:.2} LUFS, true peak {peak:.2} dBFS, loudest 50 ms in the first 0.5 s: input {start_in:.1}, output {start_out:.1} dBFS");
+        assert!((lout - lin).abs() <= 1.0, "{label}: output {lout:.2} LUFS for an input of {lin:.2}");
+        assert!(peak <= -1.0, "{label}: true peak {peak:.2} dBFS");
+        assert!(start_out <= start_in + 3.0, "{label}: a burst at the start ({start_out:.1} dBFS vs the input's {start_in:.1})");
+    }
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 pub mod delay;
 pub mod fifo;
+pub mod loudness;
 pub mod mel;
 pub mod pitch;
 pub mod resample;

@@ -79,6 +79,7 @@
 use super::separate_mdx::user_model_dirs;
 use super::stream::ModelTiming;
 use super::HopModel;
+use crate::dsp::loudness::OutputLevel;
 use crate::dsp::pitch::{PitchTracker, F0_MAX_HZ, F0_MIN_HZ};
 use crate::dsp::resample::ChunkResampler;
 use crate::dsp::sanitize::all_finite;
@@ -616,8 +617,9 @@ impl Plan {
         self.lookahead * self.fr + self.crossfade + self.search / 2
     }
 
+    /// The whole delay: conversion, then the output level stage.
     fn timing(&self) -> ModelTiming {
-        ModelTiming { sample_rate: self.rate, hop: self.hop, delay: self.delay() }
+        ModelTiming { sample_rate: self.rate, hop: self.hop, delay: self.delay() + OutputLevel::delay_at(self.rate) }
     }
 }
 
@@ -681,6 +683,8 @@ pub struct RvcVoice {
     f0_window: Vec<f32>,
     /// Dry (input) history per channel: `delay + hop` samples, planar.
     dry: Vec<f32>,
+    /// True-peak limiter (last stage; the model's own level is kept).
+    level: OutputLevel,
     tail: Vec<f32>,
     have_tail: bool,
     hops: u64,
@@ -752,6 +756,7 @@ impl RvcVoice {
             f0_hist: vec![0.0; f0_len],
             f0_window: vec![0.0; w],
             dry: vec![0.0; channels.max(1) * (delay + plan.hop)],
+            level: OutputLevel::limiter_only(plan.rate, channels),
             tail: vec![0.0; plan.crossfade],
             have_tail: false,
             hops: 0,
@@ -1163,7 +1168,7 @@ impl HopModel for RvcVoice {
         self.channels
     }
     fn delay(&self) -> usize {
-        self.plan.delay()
+        self.plan.delay() + self.level.delay()
     }
     fn faults(&self) -> u64 {
         self.faults
@@ -1174,6 +1179,7 @@ impl HopModel for RvcVoice {
 
     fn process_hop(&mut self, input: &[f32], output: &mut [f32]) {
         let (c, hop) = (self.channels, self.plan.hop);
+        self.level.measure_input(input, hop);
         let inv = 1.0 / c as f32;
         for i in 0..hop {
             let mut m = 0.0;
@@ -1211,6 +1217,7 @@ impl HopModel for RvcVoice {
                 }
             }
         }
+        self.level.process(output, hop);
     }
 
     /// Transpose and speaker id from the plugin or the CLI; an id the model
@@ -1233,5 +1240,6 @@ impl HopModel for RvcVoice {
         self.tail.fill(0.0);
         self.have_tail = false;
         self.hops = 0;
+        self.level.reset();
     }
 }

@@ -29,6 +29,7 @@
 
 use super::vocoder_hifigan::{StreamingConfig, StreamingVocoder, HifiGan};
 use super::HopModel;
+use crate::dsp::loudness::OutputLevel;
 use crate::dsp::mel::{self, HifiGanMel, MelFrame, StreamingMel, N_MELS};
 use crate::dsp::pitch::{self, PitchTracker};
 use crate::runtime::onnx::{open_session_with_threads, Device};
@@ -90,6 +91,8 @@ const SHAPE_CONTEXT: usize = 2;
 type ShapeContext = [Shape; 2 * SHAPE_CONTEXT + 1];
 /// Frames either side over which the phone offsets are averaged.
 const OFFSET_SMOOTHING: usize = 3;
+/// Source speech frames (about 0.23 s) over which the phone offsets fade in.
+const OFFSET_WARMUP_FRAMES: f32 = 20.0;
 /// Frames either side over which phone posteriors are averaged for matching.
 const KEY_SMOOTHING: usize = 2;
 /// Pseudo-frames of the overall mean in each phone's mean (shrinkage for
@@ -520,10 +523,11 @@ impl TargetVoice {
             splitter.shape(&e, &mut shape);
             frame_shapes.push(shape);
             let key = &all_keys[t * phones..(t + 1) * phones];
-            stats.add(key, &e, 1.0);
             if frame_level(m) < loudest - ACTIVE_NATS {
                 continue;
             }
+            // Phone means over speech frames only, as for the source.
+            stats.add(key, &e, 1.0);
             for b in 0..N_MELS {
                 ltas[b] += e[b];
             }
@@ -696,6 +700,13 @@ fn frame_level(m: &MelFrame) -> f32 {
     m.iter().sum::<f32>() / N_MELS as f32
 }
 
+/// A log-mel frame's energy as a log magnitude: ln √(Σ_b exp(2·m_b)),
+/// computed stably.
+fn energy_level(m: &MelFrame) -> f32 {
+    let top = m.iter().copied().fold(f32::MIN, f32::max);
+    top + 0.5 * m.iter().map(|v| (2.0 * (v - top)).exp()).sum::<f32>().ln()
+}
+
 /// F0 per mel frame (0 = unvoiced) of a 22050 Hz signal: the pitch tracker's
 /// 10 ms frames read at each mel frame's centre (`256·t + 128`).
 fn frame_pitch(x: &[f32], frames: usize) -> Vec<f32> {
@@ -784,8 +795,11 @@ pub struct DefaultVoiceConverter {
     stage: Vec<MelFrame>,
     mid: Vec<f32>,
     voiced_out: Vec<f32>,
-    /// Dry mid delayed by `delay()`, the fallback when a model fails.
+    /// Dry mid delayed by the conversion's delay, the fallback when a model
+    /// fails.
     dry: Vec<f32>,
+    /// Loudness match to the input and true-peak limiter (last stage).
+    level: OutputLevel,
     dry_pos: usize,
     best: [(f32, usize); NEIGHBOURS],
     shapes: ShapeContext,
@@ -802,6 +816,8 @@ struct AnalysedFrame {
     envelope: MelFrame,
     fine: MelFrame,
     f0: f32,
+    /// The source frame's energy ([`energy_level`]).
+    energy: f32,
     /// Phone-dependent offset towards the target (before smoothing).
     offset: MelFrame,
     /// Square-root phone posteriors.
@@ -827,7 +843,7 @@ impl DefaultVoiceConverter {
         let ring = (left + right + analysis_lag + 8).next_power_of_two();
         let phones = content.phones();
         let device_note = vocoder.device_note().to_string();
-        let blank = AnalysedFrame { envelope: [mel::LOG_SILENCE; N_MELS], fine: [0.0; N_MELS], f0: 0.0, offset: [0.0; N_MELS], key: vec![0.0; phones], shape: [0.0; ENVELOPE_COEFFS - 1] };
+        let blank = AnalysedFrame { envelope: [mel::LOG_SILENCE; N_MELS], fine: [0.0; N_MELS], f0: 0.0, energy: mel::LOG_SILENCE, offset: [0.0; N_MELS], key: vec![0.0; phones], shape: [0.0; ENVELOPE_COEFFS - 1] };
         let mut m = Self {
             channels,
             splitter: EnvelopeSplitter::default(),
@@ -858,6 +874,7 @@ impl DefaultVoiceConverter {
             voiced_out: vec![0.0; cfg.new * HOP],
             dry: Vec::new(),
             dry_pos: 0,
+            level: OutputLevel::new(SAMPLE_RATE, channels, 0),
             best: [(f32::INFINITY, 0); NEIGHBOURS],
             shapes: [[0.0; ENVELOPE_COEFFS - 1]; 2 * SHAPE_CONTEXT + 1],
             context: vec![[mel::LOG_SILENCE; N_MELS]; left + 1 + right],
@@ -868,7 +885,8 @@ impl DefaultVoiceConverter {
             vocoder,
             pitch,
         };
-        m.dry = vec![0.0; m.delay()];
+        m.dry = vec![0.0; m.conversion_delay()];
+        m.level = OutputLevel::new(SAMPLE_RATE, channels, m.conversion_delay());
         Ok(m)
     }
 
@@ -897,6 +915,11 @@ impl DefaultVoiceConverter {
     /// Frames between input and the converted frame (before the vocoder).
     pub fn lag_frames(&self) -> usize {
         self.analysis_lag + SMOOTHING_LAG
+    }
+
+    /// Samples from input to vocoded output (before the output level stage).
+    fn conversion_delay(&self) -> usize {
+        (self.lag_frames() + self.vocoder.delay_frames()) * HOP
     }
 
     /// One 256-sample hop of mono input: updates mel and pitch history,
@@ -976,7 +999,8 @@ impl DefaultVoiceConverter {
         // Long-term envelope of the source's speech frames.
         let level = frame_level(&source);
         self.loudest = self.loudest.max(level);
-        if level >= self.loudest - ACTIVE_NATS && level > mel::LOG_SILENCE + 1.0 {
+        let speech = level >= self.loudest - ACTIVE_NATS && level > mel::LOG_SILENCE + 1.0;
+        if speech {
             self.source_ltas_frames = (self.source_ltas_frames + 1.0).min(SOURCE_MEMORY_FRAMES);
             for b in 0..N_MELS {
                 self.source_ltas[b] += (env[b] - self.source_ltas[b]) / self.source_ltas_frames;
@@ -1000,23 +1024,37 @@ impl DefaultVoiceConverter {
             }
             // Phone-dependent offset: the target's mean envelope for the
             // phones being said minus the source's.
-            let keep = 1.0 - 1.0 / SOURCE_MEMORY_FRAMES;
-            self.source_phones.add(&self.key, &env, keep);
-            for (p, kp) in self.key.iter().enumerate() {
-                let w = kp * kp;
-                if w < 1e-4 {
-                    continue;
+            // Both voices' phone means come from speech frames only; the
+            // offset changes the envelope's shape, never its level (the
+            // loudness contour stays the source's), and it fades in over the
+            // source's first OFFSET_WARMUP_FRAMES speech frames (before that
+            // its phone means are a few frames' guess: at the start of a
+            // stream they made a burst of up to +14 dB).
+            if speech {
+                let keep = 1.0 - 1.0 / SOURCE_MEMORY_FRAMES;
+                self.source_phones.add(&self.key, &env, keep);
+            }
+            if self.source_phones.count > 0.0 {
+                for (p, kp) in self.key.iter().enumerate() {
+                    let w = kp * kp;
+                    if w < 1e-4 {
+                        continue;
+                    }
+                    let mu_s = self.source_phones.mean(p);
+                    for b in 0..N_MELS {
+                        offset[b] += w * (target.phone_means[p][b] - mu_s[b]);
+                    }
                 }
-                let mu_s = self.source_phones.mean(p);
-                for b in 0..N_MELS {
-                    offset[b] += w * (target.phone_means[p][b] - mu_s[b]);
-                }
+                let warm = (self.source_ltas_frames / OFFSET_WARMUP_FRAMES).min(1.0);
+                let mean = frame_level(&offset);
+                offset.iter_mut().for_each(|o| *o = warm * (*o - mean));
             }
         }
         let rec = &mut self.analysed[slot];
         rec.envelope = env;
         rec.fine = fine;
         rec.f0 = f0;
+        rec.energy = energy_level(&source);
         rec.offset = offset;
         rec.key.copy_from_slice(&self.key);
         self.splitter.shape(&env, &mut rec.shape);
@@ -1029,7 +1067,7 @@ impl DefaultVoiceConverter {
         let at = |i: i64| ((i.max(0) as u64) % len) as usize;
         let newest = c as i64 + SMOOTHING_LAG as i64;
         let here = &self.analysed[at(c as i64)];
-        let (mut env, mut fine, f0) = (here.envelope, here.fine, here.f0);
+        let (mut env, mut fine, f0, here_energy) = (here.envelope, here.fine, here.f0, here.energy);
         let (s, phone_gain, share) = strength_curve(self.controls.strength);
         let transpose = (self.controls.transpose_semitones / 12.0).exp2();
         let mut ratio = transpose;
@@ -1082,8 +1120,15 @@ impl DefaultVoiceConverter {
                 self.patterns.repitch(&mut fine, f0, f0 * ratio, self.resolved);
             }
         }
+        // The frame keeps the source's energy (the loudness contour stays
+        // the source's): a matched envelope of the same mean log level can
+        // hold 10 dB more energy when its shape differs.
         for b in 0..N_MELS {
-            out[b] = (env[b] + fine[b]).max(mel::LOG_SILENCE);
+            out[b] = env[b] + fine[b];
+        }
+        let shift = here_energy - energy_level(out);
+        for v in out.iter_mut() {
+            *v = (*v + shift).max(mel::LOG_SILENCE);
         }
     }
 
@@ -1104,7 +1149,7 @@ pub fn installed_timing(cfg: StreamingConfig) -> Result<crate::pipelines::stream
 /// Timing for a content model with `right` frames of lookahead.
 pub fn timing(right: usize, cfg: StreamingConfig) -> crate::pipelines::stream::ModelTiming {
     let lag = conversion_lag(right, PitchTracker::new(SAMPLE_RATE).delay_hops()) + SMOOTHING_LAG;
-    crate::pipelines::stream::ModelTiming { sample_rate: SAMPLE_RATE, hop: cfg.new * HOP, delay: (lag + cfg.right) * HOP }
+    crate::pipelines::stream::ModelTiming { sample_rate: SAMPLE_RATE, hop: cfg.new * HOP, delay: (lag + cfg.right) * HOP + OutputLevel::delay_at(SAMPLE_RATE) }
 }
 
 /// Pitch-tracker frame nearest to mel frame `c`'s centre (`256·c + 128`).
@@ -1146,11 +1191,12 @@ impl HopModel for DefaultVoiceConverter {
     }
 
     fn delay(&self) -> usize {
-        (self.lag_frames() + self.vocoder.delay_frames()) * HOP
+        self.conversion_delay() + self.level.delay()
     }
 
     fn process_hop(&mut self, input: &[f32], output: &mut [f32]) {
         let hop = self.hop();
+        self.level.measure_input(input, hop);
         let inv = 1.0 / self.channels as f32;
         for i in 0..hop {
             self.mid[i] = (0..self.channels).map(|ch| input[ch * hop + i]).sum::<f32>() * inv;
@@ -1187,6 +1233,7 @@ impl HopModel for DefaultVoiceConverter {
         for ch in 0..self.channels {
             output[ch * hop..(ch + 1) * hop].copy_from_slice(&self.voiced_out[..hop]);
         }
+        self.level.process(output, hop);
     }
 
     fn reset(&mut self) {
@@ -1211,11 +1258,13 @@ impl HopModel for DefaultVoiceConverter {
             r.envelope = [mel::LOG_SILENCE; N_MELS];
             r.fine = [0.0; N_MELS];
             r.f0 = 0.0;
+            r.energy = mel::LOG_SILENCE;
             r.offset = [0.0; N_MELS];
             r.key.fill(0.0);
         }
         self.dry.fill(0.0);
         self.dry_pos = 0;
+        self.level.reset();
     }
 
     fn faults(&self) -> u64 {
