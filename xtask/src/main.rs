@@ -6,8 +6,8 @@
 //! - `test`            everything the tests need, then all four test rings
 //! - `bench`           the real-time benchmark
 //! - `quality`         the speech-enhancement quality table (PESQ, STOI, SI-SDR)
-//! - `bench-voice`     Voice's conversion table (similarity, WER over strength), speed, latency
-//! - `train-content`   regenerate the phone-set and retrain models/content (Voice)
+//! - `bench-voice`     Voice's conversion tables (synthetic and real-voice sets: similarity, WER, loudness over strength), speed, latency
+//! - `train-content`   regenerate the synthetic + real phone sets and retrain models/content (Voice)
 //! - `install`         copy bundles and data into the per-user plugin folders
 
 mod models;
@@ -206,24 +206,51 @@ fn bench(root: &Path) -> Result<()> {
 fn bench_voice(root: &Path) -> Result<()> {
     models::install(root, &[])?;
     venv::python(root)?;
-    run(Command::new("cargo").args(["bench", "--bench", "voice"]))
+    // The synthetic set (with speed and latency), then the real-voice set.
+    run(Command::new("cargo").args(["bench", "--bench", "voice"]).env_remove("MANIFOLD_VOICE_SET"))?;
+    run(Command::new("cargo").args(["bench", "--bench", "voice"]).env("MANIFOLD_VOICE_SET", "real").env("MANIFOLD_VOICE_SPEED", "0"))
 }
 
 /// Rebuilds Voice's content model: synthesises the phone-aligned speech
 /// (eSpeak NG from the venv, Debian's festival with festvox-kallpc16k, and
-/// Debian's flite for its awb and rms voices) and
-/// trains the phone-posterior MLP into `models/content`. `--exact` repeats
-/// the committed run's epochs instead of the 16-minute budget.
+/// Debian's flite for its awb and rms voices), labels the real Asterisk core
+/// sound prompts (pocketsphinx alignment for English, eSpeak + DTW for the
+/// others) and trains the phone-posterior MLP into `models/content`.
+/// `--exact` runs a fixed 6 epochs instead of the 45-minute budget.
 fn train_content(root: &Path, rest: &[String]) -> Result<()> {
+    // One reproducible command: synthetic phone set, real-speech phone set
+    // (Asterisk core sounds; needs asterisk-core-sounds-{en,es,fr,it,ru}-g722,
+    // ffmpeg and pocketsphinx in the venv), then training. Each step's time is
+    // printed; the trainer also scores the model it replaces on the same data.
     let py = venv::python(root)?;
     let data = root.join("target/phone-set");
+    let t0 = std::time::Instant::now();
     run(Command::new(&py).arg("xtask/py/make_phone_set.py").arg(&data))?;
+    let t1 = std::time::Instant::now();
+    eprintln!("xtask train-content: synthetic phone set {:.0} s", (t1 - t0).as_secs_f64());
+    run(Command::new(&py).arg("xtask/py/make_real_phone_set.py").arg(&data))?;
+    let t2 = std::time::Instant::now();
+    eprintln!("xtask train-content: real phone set {:.0} s", (t2 - t1).as_secs_f64());
     let mut train = Command::new(&py);
-    train.arg("xtask/py/train_content.py").arg(&data).arg(root.join("models/content"));
+    train
+        .arg("xtask/py/train_content.py")
+        .arg(&data)
+        .arg(root.join("models/content"))
+        .arg("--compare")
+        .arg(root.join("models/content"));
     if rest.iter().any(|a| a == "--exact") {
-        train.args(["--max-epochs", "7", "--minutes", "1000"]);
+        train.args(["--max-epochs", "6", "--minutes", "1000"]);
+    } else {
+        // 2.4 M training frames (synthetic + real): ~5-6 min an epoch on 1-2 busy cores
+        train.args(["--minutes", "45"]);
     }
     run(&mut train)?;
+    let t3 = std::time::Instant::now();
+    eprintln!(
+        "xtask train-content: training {:.0} s; total {:.0} s",
+        (t3 - t2).as_secs_f64(),
+        (t3 - t0).as_secs_f64()
+    );
     eprintln!("xtask train-content: models/content updated; `cargo xtask models` installs it");
     Ok(())
 }
