@@ -1,5 +1,8 @@
 """Trains Manifold's content model: frame-wise phone posteriors (a PPG) from
-HiFi-GAN log-mel frames, on the set written by make_phone_set.py.
+HiFi-GAN log-mel frames, on the set written by make_phone_set.py plus, when
+DATA_DIR holds them, the real recorded speech of make_real_phone_set.py
+(real_train.npz is mixed into training, --real-weight times; real_eval.npz,
+held-out real English, is reported separately and never trained on).
 
 Model: scikit-learn MLPClassifier on stacked context frames (L left + current
 + R right, 80 bands each), two ReLU hidden layers, softmax over the phones.
@@ -18,8 +21,11 @@ Frames before the first / after the last one are the log-mel of digital
 silence, ln(1e-5) in every band (what the feature gives for zeros), minus the
 running mean of the first / last frame, so streaming and offline agree.
 
-usage: python train_content.py DATA_DIR OUT_DIR [--hidden 384] [--minutes 16]
+usage: python train_content.py DATA_DIR OUT_DIR [--hidden 384] [--minutes 16] [--real-weight 1]
+                                  [--compare OLD_MODEL_DIR] [--threads 2]
 Writes OUT_DIR/content_phones.onnx and OUT_DIR/content_phones.json.
+--compare scores an existing content_phones.onnx/.json (its own speaker
+prior) on the same evaluation data, in numpy, before anything is written.
 """
 import argparse
 import json
@@ -139,6 +145,31 @@ def export_onnx(clf, mean, std, path, n_in, phones):
     onnx.save(model, path)
 
 
+def onnx_mlp(path):
+    """Loads a content_phones.onnx (Sub, Mul, Gemm/Relu..., LogSoftmax) as numpy
+    weights -> f(context [N, 800]) -> log posteriors [N, P]."""
+    import onnx
+    from onnx import numpy_helper
+
+    w = {i.name: numpy_helper.to_array(i).astype(np.float32) for i in onnx.load(path).graph.initializer}
+
+    def run(x):
+        out = []
+        for k in range(0, len(x), 65536):
+            h = (x[k : k + 65536] - w["norm_mean"]) * w["norm_inv_std"]
+            i = 1
+            while f"W{i}" in w:
+                h = h @ w[f"W{i}"] + w[f"b{i}"]
+                if f"W{i + 1}" in w:
+                    h = np.maximum(h, 0)
+                i += 1
+            h = h - h.max(1, keepdims=True)
+            out.append(h - np.log(np.exp(h).sum(1, keepdims=True)))
+        return np.concatenate(out)
+
+    return run
+
+
 def accuracy(pred, lab):
     return float(np.mean(pred == lab)) if len(lab) else float("nan")
 
@@ -151,10 +182,16 @@ def main():
     ap.add_argument("--minutes", type=float, default=16.0, help="training wall-time budget")
     ap.add_argument("--max-epochs", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--real-weight", type=int, default=1, help="times real_train.npz is repeated in the training set")
+    ap.add_argument("--no-real", action="store_true", help="ignore real_train.npz (synthetic only, as before)")
+    ap.add_argument("--compare", default=None, help="directory of an existing content_phones.onnx/.json to score on the same data")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--init", default=None, help="start from the weights of this directory's content_phones.onnx (same data dir, same hidden sizes)")
+    ap.add_argument("--start-epoch", type=int, default=0, help="epochs already run (with --init): continues the learning-rate schedule")
     a = ap.parse_args()
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(2)
+    threadpool_limits(a.threads)
     from sklearn.neural_network import MLPClassifier
 
     t0 = time.time()
@@ -163,6 +200,18 @@ def main():
     phones = summary["phones"]
     P = len(phones)
     tr, va, ev = (load(os.path.join(a.data, f"{s}.npz")) for s in ("train", "val", "eval"))
+    real_summary = None
+    rtr_path, rev_path = os.path.join(a.data, "real_train.npz"), os.path.join(a.data, "real_eval.npz")
+    re_ = load(rev_path) if os.path.isfile(rev_path) else None
+    if os.path.isfile(rtr_path) and not a.no_real and a.real_weight > 0:
+        rtr = load(rtr_path)
+        real_summary = json.load(open(os.path.join(a.data, "real_summary.json")))
+        parts = [tr] + [rtr] * a.real_weight
+        offs = np.cumsum([0] + [len(p["label"]) for p in parts])[:-1]
+        tr = {k: np.concatenate([p[k] + o for p, o in zip(parts, offs)]) if k == "utt_start" else np.concatenate([p[k] for p in parts])
+              for k in tr}
+        print(f"real speech: {len(rtr['label'])} frames x {a.real_weight} mixed into training", flush=True)
+        del rtr, parts
     mel_tr = tr["mel"].astype(np.float32)
     prior = mel_tr[mel_tr.mean(1) > NORM_SPEECH_GATE].mean(0).astype(np.float64)
     del mel_tr
@@ -170,6 +219,9 @@ def main():
     # The evaluation voices as Manifold meets them: each voice's utterances
     # one after the other, its running mean carried on.
     normed["eval_carried"] = speaker_normalise(ev["mel"], ev["utt_start"], prior, streams=ev["utt_voice"])
+    if re_ is not None:
+        normed["real_eval"] = speaker_normalise(re_["mel"], re_["utt_start"], prior)
+        normed["real_eval_carried"] = speaker_normalise(re_["mel"], re_["utt_start"], prior, streams=re_["utt_voice"])
     mean = normed["train"][0].mean(0).astype(np.float64)
     std = normed["train"][0].std(0).astype(np.float64) + 1e-3
     n_in = N_MELS * (L_CTX + 1 + R_CTX)
@@ -186,7 +238,30 @@ def main():
     Xva, yva = features("val", va), va["label"].astype(np.int64)
     Xev, yev = features("eval", ev), ev["label"].astype(np.int64)
     Xec = features("eval_carried", ev)
+    if re_ is not None:
+        Xre, yre = features("real_eval", re_), re_["label"].astype(np.int64)
+        Xrc = features("real_eval_carried", re_)
     print(f"train {Xtr.shape} val {Xva.shape} eval {Xev.shape}  ({time.time() - t0:.0f}s)", flush=True)
+
+    compare = None
+    if a.compare:
+        # the old model with its own speaker prior on the same utterances
+        old_info = json.load(open(os.path.join(a.compare, "content_phones.json")))
+        old_prior = np.array(old_info["speaker_normalisation"]["prior_mean"], dtype=np.float64)
+        old = onnx_mlp(os.path.join(a.compare, "content_phones.onnx"))
+        sets = [("validation", va), ("evaluation", ev)] + ([("real_eval", re_)] if re_ is not None else [])
+        compare = {"model": a.compare}
+        for name, d in sets:
+            n, pl, pr = speaker_normalise(d["mel"], d["utt_start"], old_prior)
+            pred = old(stack(n, d["utt_start"], padl=pl, padr=pr)).argmax(1)
+            y = d["label"].astype(np.int64)
+            bounds = np.append(d["utt_start"], len(y))
+            res = {"all": round(accuracy(pred, y), 4)}
+            for key in ("utt_engine", "utt_voice"):
+                g = np.repeat(d[key], np.diff(bounds))
+                res["by_" + key[4:]] = {str(v): round(accuracy(pred[g == v], y[g == v]), 4) for v in np.unique(g)}
+            compare[name] = res
+        print("old model:", json.dumps({k: (v["all"] if isinstance(v, dict) else v) for k, v in compare.items()}), flush=True)
 
     clf = MLPClassifier(hidden_layer_sizes=(a.hidden, a.hidden), activation="relu", solver="adam", alpha=1e-4,
                         batch_size=512, learning_rate_init=1e-3, random_state=a.seed, shuffle=True)
@@ -195,17 +270,32 @@ def main():
     history = []
     t_train = time.time()
     epoch_s = 0.0
-    for epoch in range(a.max_epochs):
+    if a.init:
+        # initialise the network and Adam, then put the saved weights in
+        clf.partial_fit(Xtr[:512], ytr[:512], classes=classes)
+        import onnx
+        from onnx import numpy_helper
+
+        w = {i.name: numpy_helper.to_array(i).astype(np.float64) for i in onnx.load(os.path.join(a.init, "content_phones.onnx")).graph.initializer}
+        if not np.allclose(w["norm_mean"][0], np.tile(mean, L_CTX + 1 + R_CTX), atol=1e-4):
+            raise SystemExit("--init model was trained on other data (normalisation differs)")
+        clf.coefs_ = [w[f"W{i + 1}"].copy() for i in range(len(clf.coefs_))]
+        clf.intercepts_ = [w[f"b{i + 1}"].copy() for i in range(len(clf.intercepts_))]
+        history = json.load(open(os.path.join(a.init, "content_phones.json")))["network"]["history"][: a.start_epoch]
+        best = (history[-1]["val_acc"], ([c.copy() for c in clf.coefs_], [b.copy() for b in clf.intercepts_]), a.start_epoch) if history else best
+    for epoch in range(a.start_epoch, a.max_epochs):
         te = time.time()
         lr = 1e-3 * (0.7 ** max(0, epoch - 2))
-        if epoch > 0:
+        if epoch > 0 or a.init:
             clf._optimizer.learning_rate_init = lr
         clf.partial_fit(Xtr, ytr, classes=classes)
         acc_va = accuracy(clf.predict(Xva), yva)
         acc_ev = accuracy(clf.predict(Xev), yev)
         acc_ec = accuracy(clf.predict(Xec), yev)
+        acc_re = accuracy(clf.predict(Xre), yre) if re_ is not None else None
         epoch_s = time.time() - te
-        history.append({"epoch": epoch + 1, "lr": lr, "loss": float(clf.loss_), "val_acc": acc_va, "eval_acc": acc_ev, "eval_carried_acc": acc_ec, "s": round(epoch_s, 1)})
+        history.append({"epoch": epoch + 1, "lr": lr, "loss": float(clf.loss_), "val_acc": acc_va, "eval_acc": acc_ev, "eval_carried_acc": acc_ec,
+                        "real_eval_acc": acc_re, "s": round(epoch_s, 1)})
         print(history[-1], flush=True)
         if acc_va > best[0]:
             best = (acc_va, ([w.copy() for w in clf.coefs_], [b.copy() for b in clf.intercepts_]), epoch + 1)
@@ -226,6 +316,11 @@ def main():
     ev_eng, _ = per_group(ev, Xev, yev, "utt_engine")
     ec_voice, pec = per_group(ev, Xec, yev, "utt_voice")
     ec_eng, _ = per_group(ev, Xec, yev, "utt_engine")
+    real_acc = {}
+    if re_ is not None:
+        re_voice, pre = per_group(re_, Xre, yre, "utt_voice")
+        _, prc = per_group(re_, Xrc, yre, "utt_voice")
+        real_acc = {"real_eval": round(accuracy(pre, yre), 4), "real_eval_by_voice": re_voice, "real_eval_carried": round(accuracy(prc, yre), 4)}
     sub = np.random.default_rng(0).choice(len(Xtr), size=min(200_000, len(Xtr)), replace=False)
     acc_tr = accuracy(clf.predict(Xtr[sub]), ytr[sub])
     conf = np.zeros((P, P), dtype=np.int64)
@@ -253,8 +348,16 @@ def main():
         argmax_agree = float(np.mean(got.argmax(1) == ref.argmax(1)))
         print(f"onnx vs sklearn predict_log_proba: max |diff| {max_diff:.3g}, argmax agreement {argmax_agree:.5f}")
     except ImportError:
-        print("onnxruntime not installed: ONNX not verified")
-        argmax_agree = None
+        # no onnxruntime: run the exported graph with onnx's reference evaluator
+        from onnx.reference import ReferenceEvaluator
+
+        sess = ReferenceEvaluator(onnx_path)
+        got = np.concatenate([sess.run(["phone_logp"], {"mel_context": raw_ev[k : k + 4096].astype(np.float32)})[0]
+                              for k in range(0, len(raw_ev), 4096)])
+        fin = np.isfinite(ref)
+        max_diff = float(np.max(np.abs(got[fin] - ref[fin])))
+        argmax_agree = float(np.mean(got.argmax(1) == ref.argmax(1)))
+        print(f"onnx (reference evaluator) vs sklearn predict_log_proba: max |diff| {max_diff:.3g}, argmax agreement {argmax_agree:.5f}")
 
     info = {
         "model": "content_phones",
@@ -285,7 +388,12 @@ def main():
                     "epochs_run": len(history), "best_epoch": best[2], "history": history},
         "data": {k: summary[k] for k in ("train", "val", "eval", "espeak_val_voices", "eval_voices", "festival_train_voices") if k in summary}
                 | {"espeak_train_voice_count": len(summary.get("espeak_train_voices", [])),
-                   "generator": "xtask/py/make_phone_set.py", "generation_seconds": summary.get("seconds")},
+                   "generator": "xtask/py/make_phone_set.py", "generation_seconds": summary.get("seconds")}
+                | ({"real_speech": {"generator": "xtask/py/make_real_phone_set.py", "weight": a.real_weight,
+                                    "languages": {k: {kk: vv for kk, vv in v.items() if kk != "failure_examples"} for k, v in real_summary["languages"].items()},
+                                    "real_train": real_summary.get("real_train"), "real_eval": real_summary.get("real_eval"),
+                                    "aug_copies": real_summary.get("aug_copies"), "generation_seconds": real_summary.get("seconds")}}
+                   if real_summary else {}),
         "accuracy": {
             "train_frames_subset": round(acc_tr, 4),
             "validation_voices": round(accuracy(pva, yva), 4),
@@ -298,12 +406,15 @@ def main():
             "evaluation_voices_carried": round(accuracy(pec, yev), 4),
             "evaluation_carried_by_engine": ec_eng,
             "evaluation_carried_by_voice": ec_voice,
-        },
+        } | real_acc,
+        "previous_model_same_data": compare,
         "onnx_vs_sklearn_max_abs_diff": max_diff,
         "onnx_vs_sklearn_argmax_agreement": argmax_agree,
         "training_seconds": round(train_s, 1),
         "total_seconds": round(time.time() - t0, 1),
-        "licence": "Manifold project's own (trained by project code on project-generated data)",
+        "licence": ("trained by project code on project-generated data and on the Asterisk core sound prompts "
+                    "(asterisk-core-sounds-{en,es,fr}: CC-BY-SA-3.0, Allison Smith / June Wallack; -{it,ru}: CC-BY-3.0, Carlo Flora / Maxim Topal); "
+                    "see models/content/README.md") if real_summary else "Manifold project's own (trained by project code on project-generated data)",
     }
     with open(os.path.join(a.out, "content_phones.json"), "w") as f:
         json.dump(info, f, indent=1)
