@@ -219,8 +219,6 @@ pub struct TruePeakLimiter {
     ring_pos: usize,
     release: f32,
     last_held: f32,
-    /// Largest reduction applied since the last read (for a meter).
-    reduction: f32,
 }
 
 impl TruePeakLimiter {
@@ -258,7 +256,6 @@ impl TruePeakLimiter {
             ring_pos: 0,
             release: (-1.0 / (LIMITER_RELEASE_S * rate as f32)).exp(),
             last_held: 1.0,
-            reduction: 1.0,
         };
         s.reset();
         s
@@ -267,11 +264,6 @@ impl TruePeakLimiter {
     /// Samples between a frame in and the same frame out.
     pub fn delay(&self) -> usize {
         self.delay
-    }
-
-    /// The smallest gain applied since the last call (1 = none).
-    pub fn take_reduction(&mut self) -> f32 {
-        std::mem::replace(&mut self.reduction, 1.0)
     }
 
     /// One frame in place: `frame` in, the frame from `delay()` ago out,
@@ -304,7 +296,6 @@ impl TruePeakLimiter {
         self.held[self.ring_pos] = held;
         self.ring_pos = (self.ring_pos + 1) % n;
         let gain = self.held.iter().sum::<f32>() / n as f32;
-        self.reduction = self.reduction.min(gain);
         // The frame from `delay` samples ago (the one the gain was made for).
         let d = self.delay + 1;
         for ch in 0..c {
@@ -324,7 +315,6 @@ impl TruePeakLimiter {
         self.held.fill(1.0);
         self.ring_pos = 0;
         self.last_held = 1.0;
-        self.reduction = 1.0;
     }
 }
 
@@ -463,11 +453,6 @@ impl OutputLevel {
         }
     }
 
-    /// The smallest limiter gain since the last call.
-    pub fn take_limiter_reduction(&mut self) -> f32 {
-        self.limiter.take_reduction()
-    }
-
     pub fn reset(&mut self) {
         self.input.reset();
         self.output.reset();
@@ -556,7 +541,6 @@ mod tests {
         }).collect();
         let tp = true_peak(&out);
         assert!(tp <= ceiling * 1.02, "true peak {} dBFS", 20.0 * tp.log10());
-        assert!(lim.take_reduction() < 0.6);
 
         let quiet = sine(rate, 300.0, 0.3, 1.0);
         let mut lim = TruePeakLimiter::new(rate, 1, PEAK_CEILING_DB);
@@ -567,7 +551,6 @@ mod tests {
             let want = if i >= d { quiet[i - d] } else { 0.0 };
             assert_eq!(f[0], want, "sample {i}");
         }
-        assert_eq!(lim.take_reduction(), 1.0);
         assert_eq!(OutputLevel::delay_at(rate), d);
     }
 

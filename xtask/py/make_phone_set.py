@@ -460,6 +460,18 @@ def frame_labels(segs, n_frames, scale=1.0):
 # ---------------------------------------------------------------- utterances
 
 
+def add_noise(x, rng, snr):
+    """x plus white or (half the time) pink-ish noise at snr dB, drawn from rng."""
+    nz = rng.standard_normal(len(x))
+    if rng.random() < 0.5:  # pink-ish
+        spec = np.fft.rfft(nz)
+        spec[1:] /= np.sqrt(np.arange(1, len(spec)))
+        spec[0] = 0
+        nz = np.fft.irfft(spec, len(nz))
+    nz *= np.sqrt(np.mean(x**2) / (np.mean(nz**2) * 10 ** (snr / 10)))
+    return x + nz
+
+
 def augment(x, segs, rng, aug, warp=(0.85, 1.15)):
     """-> (log-mel [T,80], labels [T]). aug False: clean features."""
     lead = np.zeros(int(rng.uniform(0.05, 0.35) * SR))
@@ -486,15 +498,7 @@ def augment(x, segs, rng, aug, warp=(0.85, 1.15)):
         peak = rng.uniform(0.03, 0.95)
         x = x * peak / (np.max(np.abs(x)) + 1e-9)
         if rng.random() < 0.7:
-            snr = rng.uniform(15, 50)
-            nz = rng.standard_normal(len(x))
-            if rng.random() < 0.5:  # pink-ish
-                spec = np.fft.rfft(nz)
-                spec[1:] /= np.sqrt(np.arange(1, len(spec)))
-                spec[0] = 0
-                nz = np.fft.irfft(spec, len(nz))
-            nz *= np.sqrt(np.mean(x**2) / (np.mean(nz**2) * 10 ** (snr / 10)))
-            x = x + nz
+            x = add_noise(x, rng, rng.uniform(15, 50))
     else:
         x = x * rng.uniform(0.1, 0.9) / (np.max(np.abs(x)) + 1e-9)
     mel = log_mel(x, fb, eq)

@@ -296,15 +296,7 @@ def ppg_logp(mel):
         _PPG = (w, np.array(info["speaker_normalisation"]["prior_mean"]))
     w, prior = _PPG
     normed, pl, pr = TC.speaker_normalise(mel, np.array([0]), prior)
-    h = (TC.stack(normed, np.array([0]), padl=pl, padr=pr).astype(np.float64) - w["norm_mean"]) * w["norm_inv_std"]
-    k = 1
-    while f"W{k}" in w:
-        h = h @ w[f"W{k}"] + w[f"b{k}"]
-        if f"W{k + 1}" in w:
-            h = np.maximum(h, 0)
-        k += 1
-    h -= h.max(1, keepdims=True)
-    return h - np.log(np.exp(h).sum(1, keepdims=True))
+    return TC.mlp_log_posteriors(w, TC.stack(normed, np.array([0]), padl=pl, padr=pr).astype(np.float64))
 
 
 PPG_WEIGHT = 0.8
@@ -390,15 +382,7 @@ def augment_real(x, segs, rng, male):
         eq = eq / np.sqrt(1 + (f / rng.uniform(4000, 7000)) ** 8)
     x = x * rng.uniform(0.03, 0.95) / (np.max(np.abs(x)) + 1e-9)
     if rng.random() < 0.6:
-        snr = rng.uniform(12, 45)
-        nz = rng.standard_normal(len(x))
-        if rng.random() < 0.5:
-            spec = np.fft.rfft(nz)
-            spec[1:] /= np.sqrt(np.arange(1, len(spec)))
-            spec[0] = 0
-            nz = np.fft.irfft(spec, len(nz))
-        nz *= np.sqrt(np.mean(x**2) / (np.mean(nz**2) * 10 ** (snr / 10)))
-        x = x + nz
+        x = M.add_noise(x, rng, rng.uniform(12, 45))
     mel = M.log_mel(x, fb, eq)
     return mel.astype(np.float32), M.frame_labels(segs, len(mel), scale)
 

@@ -154,20 +154,24 @@ def onnx_mlp(path):
     w = {i.name: numpy_helper.to_array(i).astype(np.float32) for i in onnx.load(path).graph.initializer}
 
     def run(x):
-        out = []
-        for k in range(0, len(x), 65536):
-            h = (x[k : k + 65536] - w["norm_mean"]) * w["norm_inv_std"]
-            i = 1
-            while f"W{i}" in w:
-                h = h @ w[f"W{i}"] + w[f"b{i}"]
-                if f"W{i + 1}" in w:
-                    h = np.maximum(h, 0)
-                i += 1
-            h = h - h.max(1, keepdims=True)
-            out.append(h - np.log(np.exp(h).sum(1, keepdims=True)))
-        return np.concatenate(out)
+        return np.concatenate([mlp_log_posteriors(w, x[k : k + 65536]) for k in range(0, len(x), 65536)])
 
     return run
+
+
+def mlp_log_posteriors(w, x):
+    """The exported graph in numpy: w = its initializers (norm_mean,
+    norm_inv_std, W1, b1, ...), x = stacked contexts [N, 800] -> log
+    posteriors [N, P]."""
+    h = (x - w["norm_mean"]) * w["norm_inv_std"]
+    i = 1
+    while f"W{i}" in w:
+        h = h @ w[f"W{i}"] + w[f"b{i}"]
+        if f"W{i + 1}" in w:
+            h = np.maximum(h, 0)
+        i += 1
+    h = h - h.max(1, keepdims=True)
+    return h - np.log(np.exp(h).sum(1, keepdims=True))
 
 
 def accuracy(pred, lab):
