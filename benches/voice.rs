@@ -256,11 +256,12 @@ fn main() {
         Ok("real") => "real",
         _ => "test",
     };
-    let out_dir = if let Ok(o) = std::env::var("MANIFOLD_VOICE_OUT") { root().join(o) } else { root().join(match split {
+    let default_dir = match split {
         "dev" => "target/bench-voice-dev",
         "real" => "target/bench-voice-real",
         _ => "target/bench-voice",
-    }) };
+    };
+    let out_dir = root().join(std::env::var("MANIFOLD_VOICE_OUT").unwrap_or_else(|_| default_dir.to_string()));
     let set_dir = out_dir.join("set");
     std::fs::create_dir_all(&out_dir).expect("bench dir");
     if !set_dir.join("index.json").is_file() {
