@@ -7,7 +7,8 @@ eSpeak voices, and a cafe-like mix). Everything is deterministic (fixed seeds).
 
 usage: python make_speech_set.py OUT_DIR [--rate 48000] [--demo]
 Writes OUT_DIR/clean_<i>.wav, OUT_DIR/noisy_<i>_<noise>_<snr>.wav and
-OUT_DIR/index.json; with --demo a single OUT_DIR/noisy_speech.wav instead.
+OUT_DIR/index.json; with --demo a single OUT_DIR/noisy_speech.wav instead,
+plus voice_source.wav and voice_target.wav (two voices) for the Voice demo.
 """
 import argparse
 import ctypes
@@ -200,6 +201,13 @@ def main():
         nz = 0.6 * noise("pink", n, a.rate, rng, None) + 0.8 * noise("babble", n, a.rate, rng, speakers[0])
         write_wav(os.path.join(a.out, "clean_speech.wav"), clean, a.rate)
         write_wav(os.path.join(a.out, "noisy_speech.wav"), mix_at_snr(clean, nz, 5.0), a.rate)
+        # Voice: a source sentence pair by one voice, and a reference of
+        # another voice (different sentences, about 15 s) to convert it to.
+        gap = np.zeros(int(0.3 * a.rate))
+        src = np.concatenate([gap] + [p for t in SENTENCES[6:8] for p in (speak(t, VOICES[0], a.rate), gap)])
+        ref = np.concatenate([gap] + [p for t in SENTENCES[0:6] for p in (speak(t, VOICES[3], a.rate), gap)])
+        write_wav(os.path.join(a.out, "voice_source.wav"), 0.25 * src / np.max(np.abs(src)), a.rate)
+        write_wav(os.path.join(a.out, "voice_target.wav"), 0.25 * ref / np.max(np.abs(ref)), a.rate)
         return
     index = []
     for i in range(a.speakers):

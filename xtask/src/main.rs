@@ -97,6 +97,13 @@ fn demo(root: &Path) -> Result<()> {
     // Stems: the real song excerpt that ships with the Spleeter wheel.
     let song = root.join("target/manifold-data/models/spleeter_2stems/audio_example.mp3");
     run(Command::new(&exe).args(["stems"]).arg(&song).arg("-o").arg(demo_dir.join("stems")))?;
+    // Voice: an eSpeak voice converted to another one from a recording of it.
+    run(Command::new(&exe)
+        .args(["convert", "--target"])
+        .arg(demo_dir.join("voice_target.wav"))
+        .arg(demo_dir.join("voice_source.wav"))
+        .arg("-o")
+        .arg(demo_dir.join("voice_source.converted.wav")))?;
     run(Command::new(&exe).args(["latency", "--rate", "48000", "--block", "128"]))?;
     eprintln!("\nBundles: {}", root.join("target/bundled").display());
     for e in std::fs::read_dir(root.join("target/bundled"))? {
@@ -104,6 +111,12 @@ fn demo(root: &Path) -> Result<()> {
     }
     eprintln!("Demo audio: {} (input) -> {} (cleaned)", demo_dir.join("noisy_speech.wav").display(), demo_dir.join("noisy_speech.clean.wav").display());
     eprintln!("Demo stems: {} -> {}", song.display(), demo_dir.join("stems").display());
+    eprintln!(
+        "Demo voice: {} -> {} (target voice: {})",
+        demo_dir.join("voice_source.wav").display(),
+        demo_dir.join("voice_source.converted.wav").display(),
+        demo_dir.join("voice_target.wav").display()
+    );
     Ok(())
 }
 
