@@ -44,7 +44,22 @@ impl Sandbox {
             Some(d) => cmd.env("MANIFOLD_DATA_DIR", d),
             None => cmd.env_remove("MANIFOLD_DATA_DIR"),
         };
-        let out = cmd.output().unwrap();
+        // Every test copies the binary; a test thread that forks while
+        // another's copy is still open for writing gives that child the
+        // write handle until it execs, and an exec of the copy meanwhile
+        // fails with ETXTBSY ("Text file busy"). That is a race of the
+        // test harness, not of Manifold: try again until the other child
+        // has exec'd.
+        let mut tries = 0;
+        let out = loop {
+            match cmd.output() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other.unwrap(),
+            }
+        };
         (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
     }
     fn path(&self, p: &str) -> PathBuf {
