@@ -202,7 +202,7 @@ def main():
         write_wav(os.path.join(a.out, "clean_speech.wav"), clean, a.rate)
         write_wav(os.path.join(a.out, "noisy_speech.wav"), mix_at_snr(clean, nz, 5.0), a.rate)
         # Voice: a source sentence pair by one voice, and a reference of
-        # another voice (different sentences, about 15 s) to convert it to.
+        # another voice (six other sentences, about 24 s) to convert it to.
         gap = np.zeros(int(0.3 * a.rate))
         src = np.concatenate([gap] + [p for t in SENTENCES[6:8] for p in (speak(t, VOICES[0], a.rate), gap)])
         ref = np.concatenate([gap] + [p for t in SENTENCES[0:6] for p in (speak(t, VOICES[3], a.rate), gap)])

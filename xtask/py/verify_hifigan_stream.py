@@ -5,9 +5,9 @@ setting costs.
 usage: python verify_hifigan_stream.py WHOLE.onnx WAV [STREAM.onnx ...]
                                        [--chunk 4] [--threads 1] [--tol 1e-3]
 
-WAV: speech at 22050 Hz (mono, 16-bit). Its HiFi-GAN mel (n_fft 1024, hop
-256, Hann window, reflect padding of 384 each side, magnitude, Slaney mel
-80 bands 0-8000 Hz, ln(max(., 1e-5))) is vocoded once by WHOLE.onnx in one
+WAV: speech at 22050 Hz (mono, 16-bit). Its HiFi-GAN mel (make_phone_set.py's
+front end: n_fft 1024, hop 256, Hann window, reflect padding, magnitude,
+Slaney mel 80 bands 0-8000 Hz, ln(max(., 1e-5))) is vocoded once by WHOLE.onnx in one
 call and once per STREAM.onnx, `--chunk` frames per call, states carried.
 Each streaming output is shifted back by its `delay_samples` and compared
 with the whole-file output over the samples both have:
@@ -22,9 +22,10 @@ with the whole-file output over the samples both have:
   - real-time factor of the streaming calls and of the whole-file call,
     with --threads intra-op threads (the same process, one after another).
 
-Needs numpy, onnx and onnxruntime.
+Needs numpy, scipy, onnx and onnxruntime.
 """
 import argparse
+import os
 import sys
 import time
 import wave
@@ -33,35 +34,15 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-SR, NFFT, HOP, NMELS = 22050, 1024, 256, 80
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_phone_set  # noqa: E402  (its HiFi-GAN mel front end)
 
-
-def slaney_mel_basis():
-    def hz_to_mel(f):
-        f = np.asarray(f, float)
-        lin = f / (200.0 / 3)
-        return np.where(f >= 1000, 15.0 + np.log(np.maximum(f, 1e-9) / 1000) / (np.log(6.4) / 27), lin)
-
-    def mel_to_hz(m):
-        m = np.asarray(m, float)
-        return np.where(m >= 15.0, 1000 * np.exp((np.log(6.4) / 27) * (m - 15.0)), m * 200.0 / 3)
-
-    pts = mel_to_hz(np.linspace(hz_to_mel(0), hz_to_mel(8000), NMELS + 2))
-    freqs = np.arange(NFFT // 2 + 1) * SR / NFFT
-    basis = np.zeros((NMELS, len(freqs)))
-    for i in range(NMELS):
-        lo, c, hi = pts[i:i + 3]
-        basis[i] = np.maximum(0, np.minimum((freqs - lo) / (c - lo), (hi - freqs) / (hi - c))) * 2 / (hi - lo)
-    return basis
+SR, HOP = 22050, 256
 
 
 def log_mel(x):
-    pad = (NFFT - HOP) // 2
-    x = np.pad(x, (pad, pad), mode="reflect")
-    win = np.hanning(NFFT + 1)[:-1]
-    frames = np.array([x[i:i + NFFT] * win for i in range(0, len(x) - NFFT + 1, HOP)])
-    mag = np.abs(np.fft.rfft(frames, axis=1))
-    return np.log(np.maximum(mag @ slaney_mel_basis().T, 1e-5)).T.astype(np.float32)  # [80, T]
+    """[80, T] HiFi-GAN log-mel frames (the content model's feature)."""
+    return make_phone_set.log_mel(x).T.astype(np.float32)
 
 
 def read_wav(path):
