@@ -16,7 +16,7 @@
 use manifold::pipelines::convert_rvc::{discover_voice_models_in, RvcOptions, RvcVoice};
 use manifold::pipelines::separate_mdx::USER_MODELS_ENV;
 use manifold::pipelines::HopModel;
-use manifold::plugins::voice::{ConversionMode, VoiceModel, VoiceSetup};
+use manifold::plugins::voice::{ConversionMode, LiveVoice, VoiceModel, VoiceSetup};
 use manifold::runtime::onnx::Device;
 use std::path::PathBuf;
 use std::process::Command;
@@ -80,7 +80,15 @@ fn main() {
     std::env::set_var(USER_MODELS_ENV, &dir);
     let models: Vec<VoiceModel> = VoiceModel::available().into_iter().filter(|m| m.cli_name() == entry.name).collect();
     assert_eq!(models.len(), 1, "the model among the plugin's voice models");
-    let setup = VoiceSetup { sample_rate: 48000.0, channels: 2, max_block: 128, mode: ConversionMode::Live, models, initial_model: 0, device: Device::Cpu };
+    let setup = VoiceSetup {
+        sample_rate: 48000.0,
+        channels: 2,
+        max_block: 128,
+        mode: ConversionMode::Live(LiveVoice::Balanced),
+        models,
+        initial_model: 0,
+        device: Device::Cpu,
+    };
     let plan = setup.latency_plan().expect("latency plan");
     println!("\n## Live latency at 48 kHz, 128-sample blocks: {} samples = {:.3} s ({})", plan.total, plan.total as f64 / 48000.0, plan.describe(48000.0));
 }

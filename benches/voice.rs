@@ -47,6 +47,8 @@
 //! `MANIFOLD_VOICE_STRENGTHS=0,0.5,1` picks the strengths;
 //! `MANIFOLD_VOICE_TESTS=2` the test sentences per pair off the default;
 //! `MANIFOLD_VOICE_SPEED=0` skips the speed and latency part;
+//! `MANIFOLD_VOICE_SETTING=low|balanced|quality` converts with that live
+//! setting's converter instead of the offline one;
 //! `MANIFOLD_VOICE_SET=real` converts the real-voice set into
 //! target/bench-voice-real; `MANIFOLD_VOICE_SET=dev` converts the synthetic
 //! development split's sentences instead (same voices and references; for
@@ -55,11 +57,13 @@
 //! configurations side by side; link `<dir>/set` to an existing set).
 //! Each set is generated into `<dir>/set` when missing.
 
-use manifold::pipelines::convert_voice::{self, ContentModel, DefaultVoiceConverter, TargetVoice, LIVE_VOCODER, OFFLINE_VOCODER, SAMPLE_RATE};
+use manifold::pipelines::convert_voice::{
+    self, ContentModel, ConverterSettings, DefaultVoiceConverter, TargetVoice, VocoderChoice,
+    SAMPLE_RATE,
+};
 use manifold::pipelines::isolate_voicefilter::{embedding_similarity, SpeakerEmbedder};
-use manifold::pipelines::vocoder_hifigan::StreamingConfig;
 use manifold::pipelines::{ConversionControls, HopModel};
-use manifold::plugins::voice::{ConversionMode, VoiceModel, VoiceSetup};
+use manifold::plugins::voice::{ConversionMode, LiveVoice, VoiceModel, VoiceSetup};
 use manifold::runtime::onnx::Device;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -311,7 +315,19 @@ fn main() {
 
     // 1. Quality over strength.
     let t_quality = Instant::now();
-    let mut conv = DefaultVoiceConverter::load(&content_dir, &vocoder_dir, 1, Device::Cpu, 2, OFFLINE_VOCODER).expect("converter");
+    let setting = std::env::var("MANIFOLD_VOICE_SETTING").unwrap_or_else(|_| "offline".into());
+    let settings = match setting.as_str() {
+        "offline" => ConverterSettings::OFFLINE,
+        name => ConversionMode::Live(
+            LiveVoice::from_cli_name(name)
+                .unwrap_or_else(|e| panic!("MANIFOLD_VOICE_SETTING: {e}")),
+        )
+        .converter(),
+    };
+    println!("converter setting: {setting} ({settings:?})");
+    let mut conv =
+        DefaultVoiceConverter::load(&content_dir, &vocoder_dir, 1, Device::Cpu, 2, settings)
+            .expect("converter");
     let wav_dir = out_dir.join("out");
     std::fs::create_dir_all(&wav_dir).expect("out dir");
     let mut asr_list = Vec::new();
@@ -519,19 +535,57 @@ fn main() {
     println!("\n## Speed ({seconds:.1} s of speech, default converter, target {})", voices[speed_target].name);
     println!("| setting | ONNX threads | real-time factor |");
     println!("|---|---|---|");
-    let rtf = |cfg: StreamingConfig, threads: usize| {
-        let mut m = DefaultVoiceConverter::load(&content_dir, &vocoder_dir, 1, Device::Cpu, threads, cfg).expect("converter");
+    let rtf = |cfg: ConverterSettings, threads: usize| {
+        let mut m =
+            DefaultVoiceConverter::load(&content_dir, &vocoder_dir, 1, Device::Cpu, threads, cfg)
+                .expect("converter");
         m.set_target(targets[speed_target].clone());
         let t = Instant::now();
         let _ = convert(&mut m, &x);
         t.elapsed().as_secs_f64() / seconds
     };
-    for (label, cfg, threads) in [("offline", OFFLINE_VOCODER, 1), ("offline", OFFLINE_VOCODER, 2), ("live", LIVE_VOCODER, 1), ("live", LIVE_VOCODER, 2)] {
-        println!("| {label} (vocoder block {} frames, context {}+{}) | {threads} | {:.2} |", cfg.new, cfg.left, cfg.right, rtf(cfg, threads));
+    for live in [
+        None,
+        Some(LiveVoice::Quality),
+        Some(LiveVoice::Balanced),
+        Some(LiveVoice::LowLatency),
+    ] {
+        let mode = live.map_or(ConversionMode::Offline, ConversionMode::Live);
+        let cfg = mode.converter();
+        let vocoder = match cfg.vocoder {
+            VocoderChoice::HifiGan(v) => format!(
+                "HiFi-GAN, block {} frames, context {}+{}",
+                v.new, v.left, v.right
+            ),
+            VocoderChoice::SourceFilter => "source-filter".to_string(),
+        };
+        let label = live.map_or("offline".to_string(), |l| format!("live {}", l.cli_name()));
+        for threads in [1, 2] {
+            println!(
+                "| {label} ({vocoder}) | {threads} | {:.3} |",
+                rtf(cfg, threads)
+            );
+        }
     }
 
     // 3. Live latency.
-    let setup = VoiceSetup { sample_rate: 48000.0, channels: 2, max_block: 128, mode: ConversionMode::Live, models: vec![VoiceModel::default_converter()], initial_model: 0, device: Device::Cpu };
-    let plan = setup.latency_plan().expect("latency plan");
-    println!("\n## Live latency at 48 kHz, 128-sample blocks: {} samples = {:.3} s ({})", plan.total, plan.total as f64 / 48000.0, plan.describe(48000.0));
+    for live in LiveVoice::ALL {
+        let setup = VoiceSetup {
+            sample_rate: 48000.0,
+            channels: 2,
+            max_block: 128,
+            mode: ConversionMode::Live(live),
+            models: vec![VoiceModel::default_converter()],
+            initial_model: 0,
+            device: Device::Cpu,
+        };
+        let plan = setup.latency_plan().expect("latency plan");
+        println!(
+            "\n## Live latency ({}) at 48 kHz, 128-sample blocks: {} samples = {:.1} ms ({})",
+            live.cli_name(),
+            plan.total,
+            plan.total as f64 / 48.0,
+            plan.describe(48000.0)
+        );
+    }
 }

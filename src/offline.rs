@@ -671,7 +671,7 @@ pub fn render_converted(input: &Path, output: &Path, settings: &ConvertSettings,
     let telemetry = Arc::new(Telemetry::default());
     telemetry.set_conversion(settings.controls);
     let mut bridge = setup.build_bridge(telemetry).map_err(RenderError::Setup)?;
-    if settings.mode == ConversionMode::Live {
+    if matches!(settings.mode, ConversionMode::Live(_)) {
         bridge.set_host_state(true, true);
     }
     // Before the first block: the worker applies it before it reads any audio.

@@ -11,9 +11,11 @@
 
 use manifold::dsp::loudness::RunningLoudness;
 use manifold::dsp::pitch;
-use manifold::pipelines::convert_voice::{self, ContentModel, DefaultVoiceConverter, TargetError, TargetVoice, LIVE_VOCODER, OFFLINE_VOCODER, SAMPLE_RATE};
+use manifold::pipelines::convert_voice::{
+    self, ContentModel, ConverterSettings, DefaultVoiceConverter, TargetError, TargetVoice,
+    SAMPLE_RATE,
+};
 use manifold::pipelines::stream::HostRateStream;
-use manifold::pipelines::vocoder_hifigan::StreamingConfig;
 use manifold::pipelines::{ConversionControls, HopModel};
 use manifold::runtime::onnx::Device;
 use std::path::PathBuf;
@@ -97,8 +99,13 @@ fn target(dirs: &(PathBuf, PathBuf), audio: &[f32], rate: u32) -> Arc<TargetVoic
     Arc::new(TargetVoice::analyse(audio, rate, &mut content).expect("target analysis"))
 }
 
-fn converter(dirs: &(PathBuf, PathBuf), cfg: StreamingConfig) -> DefaultVoiceConverter {
-    DefaultVoiceConverter::load(&dirs.0, &dirs.1, 1, Device::Cpu, 1, cfg).expect("converter")
+const LIVE_QUALITY: ConverterSettings = ConverterSettings::LIVE_QUALITY;
+const LIVE_BALANCED: ConverterSettings = ConverterSettings::LIVE_BALANCED;
+const LIVE_LOW_LATENCY: ConverterSettings = ConverterSettings::LIVE_LOW_LATENCY;
+const OFFLINE: ConverterSettings = ConverterSettings::OFFLINE;
+
+fn converter(dirs: &(PathBuf, PathBuf), settings: ConverterSettings) -> DefaultVoiceConverter {
+    DefaultVoiceConverter::load(&dirs.0, &dirs.1, 1, Device::Cpu, 1, settings).expect("converter")
 }
 
 /// Runs a HopModel at its own rate over `x` (mono), output aligned by the
@@ -172,7 +179,9 @@ fn reported_delay_is_where_the_voice_comes_out() {
         let mut r = hound::WavReader::open(p).unwrap();
         x = r.samples::<i16>().map(|s| s.unwrap() as f32 / 32768.0).collect();
     }
-    for cfg in [LIVE_VOCODER, OFFLINE_VOCODER] {
+    // Every live setting and offline: HiFi-GAN and the source-filter vocoder,
+    // with and without the phone look-ahead.
+    for cfg in [LIVE_LOW_LATENCY, LIVE_BALANCED, LIVE_QUALITY, OFFLINE] {
         let mut m = converter(&dirs, cfg);
         m.set_conversion(&ConversionControls { strength: 0.0, transpose_semitones: 0.0, speaker_id: 0 });
         let y = run_aligned(&mut m, &x);
@@ -192,20 +201,32 @@ fn converts_pitch_range_to_the_target_and_transposes() {
     assert!((t.pitch.mean_hz() / 220.0 - 1.0).abs() < 0.06, "target pitch {}", t.pitch.mean_hz());
     let x = speak(LOW, 5.0, SAMPLE_RATE, 3);
     let src = median_f0(&x, SAMPLE_RATE);
-    let mut m = converter(&dirs, LIVE_VOCODER);
-    m.set_target(Some(t.clone()));
-    let y = run_aligned(&mut m, &x);
-    let got = median_f0(&y[SAMPLE_RATE as usize..], SAMPLE_RATE);
-    eprintln!("source {src:.1} Hz -> converted {got:.1} Hz");
-    assert!((got / 220.0 - 1.0).abs() < 0.06, "converted median F0 {got} Hz, target 220 Hz");
-    // Transpose one octave down on top of the target's range.
-    let mut m = converter(&dirs, LIVE_VOCODER);
-    m.set_target(Some(t));
-    m.set_conversion(&ConversionControls { strength: 1.0, transpose_semitones: -12.0, speaker_id: 0 });
-    let y = run_aligned(&mut m, &x);
-    let got = median_f0(&y[SAMPLE_RATE as usize..], SAMPLE_RATE);
-    eprintln!("transposed -12: {got:.1} Hz");
-    assert!((got / 110.0 - 1.0).abs() < 0.06, "transposed median F0 {got} Hz, want 110 Hz");
+    for cfg in [LIVE_QUALITY, LIVE_BALANCED, LIVE_LOW_LATENCY] {
+        let mut m = converter(&dirs, cfg);
+        m.set_target(Some(t.clone()));
+        let y = run_aligned(&mut m, &x);
+        let got = median_f0(&y[SAMPLE_RATE as usize..], SAMPLE_RATE);
+        eprintln!("{cfg:?}: source {src:.1} Hz -> converted {got:.1} Hz");
+        assert!(
+            (got / 220.0 - 1.0).abs() < 0.06,
+            "{cfg:?}: converted median F0 {got} Hz, target 220 Hz"
+        );
+        // Transpose one octave down on top of the target's range.
+        let mut m = converter(&dirs, cfg);
+        m.set_target(Some(t.clone()));
+        m.set_conversion(&ConversionControls {
+            strength: 1.0,
+            transpose_semitones: -12.0,
+            speaker_id: 0,
+        });
+        let y = run_aligned(&mut m, &x);
+        let got = median_f0(&y[SAMPLE_RATE as usize..], SAMPLE_RATE);
+        eprintln!("{cfg:?}: transposed -12: {got:.1} Hz");
+        assert!(
+            (got / 110.0 - 1.0).abs() < 0.06,
+            "{cfg:?}: transposed median F0 {got} Hz, want 110 Hz"
+        );
+    }
 }
 
 /// Strength moves the spectral envelope from the source's towards the
@@ -228,18 +249,29 @@ fn strength_moves_the_envelope_towards_the_target() {
         avg
     };
     let tgt = long_term(&reference);
-    let mut at_zero = None;
-    for strength in [0.0, 0.5, 0.75, 1.0] {
-        let mut m = converter(&dirs, LIVE_VOCODER);
-        m.set_target(Some(t.clone()));
-        m.set_conversion(&ConversionControls { strength, transpose_semitones: 0.0, speaker_id: 0 });
-        let y = run_aligned(&mut m, &x);
-        let lt = long_term(&y);
-        let d = (0..80).map(|b| (lt[b] - tgt[b]).powi(2)).sum::<f32>().sqrt();
-        eprintln!("strength {strength}: distance to the target's long-term spectrum {d:.2}");
-        match at_zero {
-            None => at_zero = Some(d),
-            Some(d0) => assert!(d < 0.8 * d0, "strength {strength} is not closer to the target ({d} vs {d0} at strength 0)"),
+    for cfg in [LIVE_QUALITY, LIVE_BALANCED, LIVE_LOW_LATENCY] {
+        let mut at_zero = None;
+        for strength in [0.0, 0.5, 0.75, 1.0] {
+            let mut m = converter(&dirs, cfg);
+            m.set_target(Some(t.clone()));
+            m.set_conversion(&ConversionControls {
+                strength,
+                transpose_semitones: 0.0,
+                speaker_id: 0,
+            });
+            let y = run_aligned(&mut m, &x);
+            let lt = long_term(&y);
+            let d = (0..80)
+                .map(|b| (lt[b] - tgt[b]).powi(2))
+                .sum::<f32>()
+                .sqrt();
+            eprintln!(
+                "{cfg:?}, strength {strength}: distance to the target's long-term spectrum {d:.2}"
+            );
+            match at_zero {
+                None => at_zero = Some(d),
+                Some(d0) => assert!(d < 0.8 * d0, "{cfg:?}: strength {strength} is not closer to the target ({d} vs {d0} at strength 0)"),
+            }
         }
     }
 }
@@ -253,7 +285,7 @@ fn no_clicks_at_block_seams_and_live_matches_offline() {
     let t = target(&dirs, &speak(HIGH, 12.0, SAMPLE_RATE, 7), SAMPLE_RATE);
     let x = speak(LOW, 6.0, SAMPLE_RATE, 5);
     let mut outs = Vec::new();
-    for cfg in [LIVE_VOCODER, OFFLINE_VOCODER] {
+    for cfg in [LIVE_QUALITY, OFFLINE] {
         let mut m = converter(&dirs, cfg);
         m.set_target(Some(t.clone()));
         outs.push((cfg, run_aligned(&mut m, &x), m.hop(), m.delay()));
@@ -316,10 +348,13 @@ fn output_is_as_loud_as_the_input_and_never_clips_from_the_first_sample() {
     let voice = |gain: f32| -> Vec<f32> { std::iter::repeat(0.0).take(SAMPLE_RATE as usize / 10).chain(speak(LOW, 6.0, SAMPLE_RATE, 5).iter().map(|v| v * gain)).collect() };
     let (quiet, loud) = (voice(0.25), voice(1.89));
     for (label, x, cfg, reset_first) in [
-        ("offline", &quiet, OFFLINE_VOCODER, false),
-        ("live", &quiet, LIVE_VOCODER, false),
-        ("live after a reset", &quiet, LIVE_VOCODER, true),
-        ("offline, loud", &loud, OFFLINE_VOCODER, false),
+        ("offline", &quiet, OFFLINE, false),
+        ("live quality", &quiet, LIVE_QUALITY, false),
+        ("live quality after a reset", &quiet, LIVE_QUALITY, true),
+        ("live balanced", &quiet, LIVE_BALANCED, false),
+        ("live balanced after a reset", &quiet, LIVE_BALANCED, true),
+        ("live low latency, loud", &loud, LIVE_LOW_LATENCY, false),
+        ("offline, loud", &loud, OFFLINE, false),
     ] {
         let (lin, start_in) = (lufs(x), loudest_frame_db(x, SAMPLE_RATE as usize / 2));
         let mut m = converter(&dirs, cfg);
@@ -344,7 +379,7 @@ fn offline_render_is_deterministic_and_runs_through_the_host_rate_stream() {
     let x = speak(LOW, 3.0, 48000, 2);
     let mut runs = Vec::new();
     for _ in 0..2 {
-        let mut m = converter(&dirs, OFFLINE_VOCODER);
+        let mut m = converter(&dirs, OFFLINE);
         m.set_target(Some(t.clone()));
         let mut s = HostRateStream::new(Box::new(m), 48000).expect("stream");
         let d = s.latency().total;

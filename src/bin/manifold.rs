@@ -5,7 +5,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use manifold::offline::{self, RenderError};
 use manifold::plugins::clean::CleanModel;
 use manifold::plugins::stems::{LiveQuality, SeparationMode};
-use manifold::plugins::voice::ConversionMode;
+use manifold::plugins::voice::{ConversionMode, LiveVoice};
 use manifold::runtime::onnx::Device;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -114,9 +114,10 @@ enum Command {
         cpu: bool,
         /// Render with the plugin's live (real-time) settings instead of the
         /// full-context offline ones, as a host exports the plugin it
-        /// activated in real time.
-        #[arg(long)]
-        live: bool,
+        /// activated in real time: --live=low, --live=balanced (the plugin's
+        /// default, and what --live alone means) or --live=quality.
+        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "balanced", value_parser = LiveVoice::from_cli_name)]
+        live: Option<LiveVoice>,
         #[arg(short, long)]
         quiet: bool,
     },
@@ -286,7 +287,7 @@ fn run(cli: Cli) -> Result<(), RenderError> {
                 controls: manifold::pipelines::ConversionControls { strength: strength.clamp(0.0, 1.0), transpose_semitones: transpose, speaker_id: speaker },
                 wet: mix.clamp(0.0, 1.0),
                 device: if cpu { Device::Cpu } else { Device::Cuda },
-                mode: if live { ConversionMode::Live } else { ConversionMode::Offline },
+                mode: live.map_or(ConversionMode::Offline, ConversionMode::Live),
             };
             let report = offline::render_converted(&input, &output, &settings, show_progress(&bar))?;
             bar.finish_and_clear();
@@ -318,18 +319,25 @@ fn run(cli: Cli) -> Result<(), RenderError> {
                 println!("Manifold Stems, live {} ({:.2} s): {}", q.cli_name(), plan.total as f64 / rate as f64, plan.describe(rate as f32));
             }
             use manifold::plugins::voice::{VoiceModel, VoiceSetup};
-            let setup = VoiceSetup {
-                sample_rate: rate as f32,
-                channels,
-                max_block: block,
-                mode: ConversionMode::Live,
-                models: VoiceModel::available(),
-                initial_model: 0,
-                device: Device::Cpu,
-            };
-            match setup.latency_plan() {
-                Ok(plan) => println!("Manifold Voice, live ({:.2} s): {}", plan.total as f64 / rate as f64, plan.describe(rate as f32)),
-                Err(e) => println!("Manifold Voice: {e}"),
+            for live in LiveVoice::ALL {
+                let setup = VoiceSetup {
+                    sample_rate: rate as f32,
+                    channels,
+                    max_block: block,
+                    mode: ConversionMode::Live(live),
+                    models: VoiceModel::available(),
+                    initial_model: 0,
+                    device: Device::Cpu,
+                };
+                match setup.latency_plan() {
+                    Ok(plan) => println!(
+                        "Manifold Voice, live {} ({:.3} s): {}",
+                        live.cli_name(),
+                        plan.total as f64 / rate as f64,
+                        plan.describe(rate as f32)
+                    ),
+                    Err(e) => println!("Manifold Voice: {e}"),
+                }
             }
             Ok(())
         }

@@ -67,6 +67,22 @@ fn mel_to_hz(m: f64) -> f64 {
     }
 }
 
+/// Each mel band's centre frequency (Hz): the weighted mean of its filter's
+/// FFT-bin frequencies. Ascending.
+pub fn band_centres_hz() -> [f32; N_MELS] {
+    let basis = mel_basis();
+    let mut c = [0f32; N_MELS];
+    for (b, row) in basis.iter().enumerate() {
+        let (mut num, mut den) = (0f64, 0f64);
+        for (k, w) in row.iter().enumerate() {
+            num += *w as f64 * k as f64 * SAMPLE_RATE as f64 / N_FFT as f64;
+            den += *w as f64;
+        }
+        c[b] = (num / den.max(1e-12)) as f32;
+    }
+    c
+}
+
 /// librosa's `filters.mel(sr=22050, n_fft=1024, n_mels=80, fmin=0,
 /// fmax=8000)`, `[band][bin]`, computed in f64 as librosa does.
 pub fn mel_basis() -> Vec<[f32; BINS]> {

@@ -6,7 +6,7 @@
 use super::{EditorCommon, ModelRow};
 use crate::bridge::Telemetry;
 use crate::plugins::common::DeviceChoice;
-use crate::plugins::voice::{TargetLoader, VoiceModel, VoiceParams};
+use crate::plugins::voice::{LiveVoice, TargetLoader, VoiceModel, VoiceParams};
 use egui::RichText;
 use nice_plug::context::gui::GuiContext;
 use nice_plug_egui::{create_egui_editor, EguiEditor, EguiEditorState, NiceEguiApp, RepaintNotifier};
@@ -102,6 +102,8 @@ impl NiceEguiApp for VoiceEditor {
                 c.toggle(ui, setter, &params.bypass, "Bypass");
                 ui.label("Run on");
                 c.choices(ui, setter, &params.device, &[DeviceChoice::Cpu, DeviceChoice::Cuda]);
+                ui.label("Live setting (applies on re-activation)");
+                c.choices(ui, setter, &params.live, &LiveVoice::ALL);
 
                 let ui = &mut cols[1];
                 ui.label(RichText::new("Sounds like the target").strong());

@@ -27,7 +27,8 @@
 //! [`TargetVoice::analyse`] runs wherever the reference is loaded (a
 //! background thread in the plugin, the main thread in the CLI).
 
-use super::vocoder_hifigan::{StreamingConfig, StreamingVocoder, HifiGan};
+use super::vocoder_hifigan::{HifiGan, StreamingConfig, StreamingVocoder};
+use super::vocoder_source_filter::SourceFilterVocoder;
 use super::HopModel;
 use crate::dsp::loudness::OutputLevel;
 use crate::dsp::mel::{self, HifiGanMel, MelFrame, StreamingMel, N_MELS};
@@ -116,6 +117,135 @@ pub const LIVE_VOCODER: StreamingConfig = StreamingConfig { left: 12, new: 16, r
 pub const OFFLINE_VOCODER: StreamingConfig = StreamingConfig { left: 12, new: 64, right: 12 };
 /// Shortest usable reference, seconds.
 pub const MIN_REFERENCE_S: f32 = 3.0;
+
+/// What turns the converted mel frames into audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VocoderChoice {
+    /// HiFi-GAN V1 on a sliding window (`vocoder_hifigan.rs`).
+    HifiGan(StreamingConfig),
+    /// Harmonics plus noise from the frame's envelope and the target F0
+    /// (`vocoder_source_filter.rs`): no model, one frame per call.
+    SourceFilter,
+}
+
+/// How the converter runs: its vocoder; whether it uses the phone
+/// posteriors (the phone-dependent offsets and the matched target frames),
+/// which cost the content model's look-ahead; how many frames the offsets and
+/// posteriors are smoothed ahead (at most [`SMOOTHING_LAG`]; fewer make the
+/// smoothing one-sided); and the pitch tracker's decoding look-ahead (10 ms
+/// hops, [`pitch::DEFAULT_LOOKAHEAD_HOPS`] at most).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConverterSettings {
+    pub vocoder: VocoderChoice,
+    pub phonetic: bool,
+    pub smoothing_lag: usize,
+    pub pitch_lookahead: usize,
+}
+
+impl ConverterSettings {
+    /// Offline renders (the CLI, a host's export).
+    pub const OFFLINE: Self = Self {
+        vocoder: VocoderChoice::HifiGan(OFFLINE_VOCODER),
+        phonetic: true,
+        smoothing_lag: SMOOTHING_LAG,
+        pitch_lookahead: pitch::DEFAULT_LOOKAHEAD_HOPS,
+    };
+    /// Live, as offline but HiFi-GAN in blocks of 16 frames: needs a fast
+    /// machine (about 1.5 cores of a 2-core laptop-class CPU).
+    pub const LIVE_QUALITY: Self = Self {
+        vocoder: VocoderChoice::HifiGan(LIVE_VOCODER),
+        ..Self::OFFLINE
+    };
+    /// Live default: every conversion step, smoothing one frame ahead,
+    /// source–filter synthesis. (The pitch look-ahead costs nothing here:
+    /// the content model's look-ahead is as long.)
+    pub const LIVE_BALANCED: Self = Self {
+        vocoder: VocoderChoice::SourceFilter,
+        smoothing_lag: 1,
+        ..Self::OFFLINE
+    };
+    /// Lowest latency: no phone look-ahead (warp, equalisation and pitch
+    /// only), no pitch decoding look-ahead, source–filter synthesis.
+    pub const LIVE_LOW_LATENCY: Self = Self {
+        vocoder: VocoderChoice::SourceFilter,
+        phonetic: false,
+        smoothing_lag: 0,
+        pitch_lookahead: 0,
+    };
+
+    /// Mel frames per call (the model's hop in frames).
+    pub fn frames_per_call(&self) -> usize {
+        match self.vocoder {
+            VocoderChoice::HifiGan(cfg) => cfg.new,
+            VocoderChoice::SourceFilter => 1,
+        }
+    }
+
+    /// The vocoder's delay in frames.
+    pub fn vocoder_delay_frames(&self) -> usize {
+        match self.vocoder {
+            VocoderChoice::HifiGan(cfg) => cfg.right,
+            VocoderChoice::SourceFilter => SourceFilterVocoder::DELAY_FRAMES,
+        }
+    }
+
+    /// Frames of smoothing look-ahead after analysis.
+    fn smoothing_lag(&self) -> usize {
+        if self.phonetic {
+            self.smoothing_lag.min(SMOOTHING_LAG)
+        } else {
+            0
+        }
+    }
+
+    fn pitch_tracker(&self) -> PitchTracker {
+        PitchTracker::with_lookahead(
+            SAMPLE_RATE,
+            self.pitch_lookahead.min(pitch::DEFAULT_LOOKAHEAD_HOPS),
+        )
+    }
+}
+
+/// The converter's vocoder, as chosen by [`VocoderChoice`]. Worker thread.
+enum Vocoder {
+    HifiGan(StreamingVocoder),
+    SourceFilter(Box<SourceFilterVocoder>),
+}
+
+impl Vocoder {
+    /// `frames.len()` frames (with their output F0, 0 = unvoiced) in,
+    /// `256 · frames.len()` samples out.
+    fn process(
+        &mut self,
+        frames: &[MelFrame],
+        f0: &[f32],
+        out: &mut [f32],
+    ) -> Result<(), RuntimeError> {
+        match self {
+            Vocoder::HifiGan(v) => v.process(frames, out),
+            Vocoder::SourceFilter(v) => {
+                for ((frame, f), chunk) in frames.iter().zip(f0).zip(out.chunks_exact_mut(HOP)) {
+                    v.process_frame(frame, *f, chunk);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        match self {
+            Vocoder::HifiGan(v) => v.reset(),
+            Vocoder::SourceFilter(v) => v.reset(),
+        }
+    }
+
+    fn faults(&self) -> u64 {
+        match self {
+            Vocoder::HifiGan(v) => v.faults(),
+            Vocoder::SourceFilter(_) => 0,
+        }
+    }
+}
 
 /// How the content model wants its input normalised per speaker
 /// (`speaker_normalisation` in `content_phones.json`).
@@ -420,17 +550,9 @@ impl HarmonicPatterns {
 
 /// Bands whose centre lies below [`RESOLVED_HZ`].
 fn resolved_bands() -> usize {
-    let basis = mel::mel_basis();
-    basis
+    mel::band_centres_hz()
         .iter()
-        .take_while(|row| {
-            let (mut num, mut den) = (0f64, 0f64);
-            for (k, w) in row.iter().enumerate() {
-                num += *w as f64 * k as f64 * SAMPLE_RATE as f64 / mel::N_FFT as f64;
-                den += *w as f64;
-            }
-            (num / den.max(1e-12)) < RESOLVED_HZ as f64
-        })
+        .take_while(|&&c| c < RESOLVED_HZ)
         .count()
 }
 
@@ -664,19 +786,6 @@ fn warp_envelope(env: &MelFrame, centres: &[f32; N_MELS], alpha: f32, out: &mut 
 }
 
 /// Centre frequency of each mel band (the filter's centroid), Hz.
-fn band_centres() -> [f32; N_MELS] {
-    let basis = mel::mel_basis();
-    let mut c = [0f32; N_MELS];
-    for (b, row) in basis.iter().enumerate() {
-        let (mut num, mut den) = (0f64, 0f64);
-        for (k, w) in row.iter().enumerate() {
-            num += *w as f64 * k as f64 * SAMPLE_RATE as f64 / mel::N_FFT as f64;
-            den += *w as f64;
-        }
-        c[b] = (num / den.max(1e-12)) as f32;
-    }
-    c
-}
 
 /// The warp that best maps the source's long-term envelope onto the
 /// target's (shape only: a level offset is free), over bands 5..70.
@@ -756,7 +865,8 @@ impl RunningPitch {
 pub struct DefaultVoiceConverter {
     channels: usize,
     content: ContentModel,
-    vocoder: StreamingVocoder,
+    settings: ConverterSettings,
+    vocoder: Vocoder,
     splitter: EnvelopeSplitter,
     patterns: HarmonicPatterns,
     resolved: usize,
@@ -791,8 +901,9 @@ pub struct DefaultVoiceConverter {
     /// Analysed frames by index (`analysed[a % len]`), waiting for the
     /// frames after them (offset and key smoothing).
     analysed: Vec<AnalysedFrame>,
-    /// Converted frames waiting for the vocoder (one block).
+    /// Converted frames waiting for the vocoder (one block) and their F0.
     stage: Vec<MelFrame>,
+    stage_f0: Vec<f32>,
     mid: Vec<f32>,
     voiced_out: Vec<f32>,
     /// Dry mid delayed by the conversion's delay, the fallback when a model
@@ -832,24 +943,54 @@ const SMOOTHING_LAG: usize = if OFFSET_SMOOTHING > KEY_SMOOTHING { OFFSET_SMOOTH
 const _: () = assert!(SHAPE_CONTEXT <= SMOOTHING_LAG);
 
 impl DefaultVoiceConverter {
-    /// `content_dir`: the content model's folder; `vocoder_dir`: HiFi-GAN's.
+    /// `content_dir`: the content model's folder; `vocoder_dir`: HiFi-GAN's
+    /// (not read for the source–filter vocoder).
     /// `threads`: ONNX intra-op threads (1 live, all cores offline).
-    pub fn load(content_dir: &Path, vocoder_dir: &Path, channels: usize, device: Device, threads: usize, cfg: StreamingConfig) -> Result<Self, RuntimeError> {
+    pub fn load(
+        content_dir: &Path,
+        vocoder_dir: &Path,
+        channels: usize,
+        device: Device,
+        threads: usize,
+        settings: ConverterSettings,
+    ) -> Result<Self, RuntimeError> {
         let content = ContentModel::load(content_dir, Device::Cpu, 1)?;
-        let vocoder = StreamingVocoder::new(HifiGan::load_with_threads(vocoder_dir, device, threads)?, cfg);
-        let (left, right) = content.context();
-        let pitch = PitchTracker::new(SAMPLE_RATE);
+        let (vocoder, device_note) = match settings.vocoder {
+            VocoderChoice::HifiGan(cfg) => {
+                let v = StreamingVocoder::new(
+                    HifiGan::load_with_threads(vocoder_dir, device, threads)?,
+                    cfg,
+                );
+                let note = v.device_note().to_string();
+                (Vocoder::HifiGan(v), note)
+            }
+            VocoderChoice::SourceFilter => (
+                Vocoder::SourceFilter(Box::default()),
+                "CPU (source-filter synthesis, no vocoder model)".to_string(),
+            ),
+        };
+        let (left, content_right) = content.context();
+        let right = if settings.phonetic { content_right } else { 0 };
+        let pitch = settings.pitch_tracker();
         let analysis_lag = conversion_lag(right, pitch.delay_hops());
-        let ring = (left + right + analysis_lag + 8).next_power_of_two();
+        let ring = (left + content_right + analysis_lag + 8).next_power_of_two();
         let phones = content.phones();
-        let device_note = vocoder.device_note().to_string();
-        let blank = AnalysedFrame { envelope: [mel::LOG_SILENCE; N_MELS], fine: [0.0; N_MELS], f0: 0.0, energy: mel::LOG_SILENCE, offset: [0.0; N_MELS], key: vec![0.0; phones], shape: [0.0; ENVELOPE_COEFFS - 1] };
+        let frames_per_call = settings.frames_per_call();
+        let blank = AnalysedFrame {
+            envelope: [mel::LOG_SILENCE; N_MELS],
+            fine: [0.0; N_MELS],
+            f0: 0.0,
+            energy: mel::LOG_SILENCE,
+            offset: [0.0; N_MELS],
+            key: vec![0.0; phones],
+            shape: [0.0; ENVELOPE_COEFFS - 1],
+        };
         let mut m = Self {
             channels,
             splitter: EnvelopeSplitter::default(),
             patterns: HarmonicPatterns::new(&EnvelopeSplitter::default()),
             resolved: resolved_bands(),
-            centres: band_centres(),
+            centres: mel::band_centres_hz(),
             mel: StreamingMel::new(),
             target: None,
             controls: ConversionControls::default(),
@@ -869,9 +1010,10 @@ impl DefaultVoiceConverter {
             loudest: f32::MIN,
             source_phones: PhoneStats::new(phones),
             analysed: vec![blank; 2 * SMOOTHING_LAG + 2],
-            stage: vec![[mel::LOG_SILENCE; N_MELS]; cfg.new],
-            mid: vec![0.0; cfg.new * HOP],
-            voiced_out: vec![0.0; cfg.new * HOP],
+            stage: vec![[mel::LOG_SILENCE; N_MELS]; frames_per_call],
+            stage_f0: vec![0.0; frames_per_call],
+            mid: vec![0.0; frames_per_call * HOP],
+            voiced_out: vec![0.0; frames_per_call * HOP],
             dry: Vec::new(),
             dry_pos: 0,
             level: OutputLevel::new(SAMPLE_RATE, channels, 0),
@@ -882,6 +1024,7 @@ impl DefaultVoiceConverter {
             faults: 0,
             device_note,
             content,
+            settings,
             vocoder,
             pitch,
         };
@@ -891,10 +1034,27 @@ impl DefaultVoiceConverter {
     }
 
     /// Where the models are installed (model store).
-    pub fn load_installed(channels: usize, device: Device, threads: usize, cfg: StreamingConfig) -> Result<Self, RuntimeError> {
+    pub fn load_installed(
+        channels: usize,
+        device: Device,
+        threads: usize,
+        settings: ConverterSettings,
+    ) -> Result<Self, RuntimeError> {
         let content = crate::runtime::store::find_model(CONTENT_MODEL_ID)?;
-        let vocoder = crate::runtime::store::find_model(super::vocoder_hifigan::MODEL_ID)?;
-        Self::load(&content.dir, &vocoder.dir, channels, device, threads, cfg)
+        let vocoder_dir = match settings.vocoder {
+            VocoderChoice::HifiGan(_) => {
+                crate::runtime::store::find_model(super::vocoder_hifigan::MODEL_ID)?.dir
+            }
+            VocoderChoice::SourceFilter => content.dir.clone(),
+        };
+        Self::load(
+            &content.dir,
+            &vocoder_dir,
+            channels,
+            device,
+            threads,
+            settings,
+        )
     }
 
     pub fn content_model(&mut self) -> &mut ContentModel {
@@ -914,18 +1074,18 @@ impl DefaultVoiceConverter {
 
     /// Frames between input and the converted frame (before the vocoder).
     pub fn lag_frames(&self) -> usize {
-        self.analysis_lag + SMOOTHING_LAG
+        self.analysis_lag + self.settings.smoothing_lag()
     }
 
     /// Samples from input to vocoded output (before the output level stage).
     fn conversion_delay(&self) -> usize {
-        (self.lag_frames() + self.vocoder.delay_frames()) * HOP
+        (self.lag_frames() + self.settings.vocoder_delay_frames()) * HOP
     }
 
     /// One 256-sample hop of mono input: updates mel and pitch history,
     /// analyses frame `hops − analysis_lag` and writes the converted frame
-    /// `hops − lag_frames()` into `out`.
-    fn convert_hop(&mut self, x: &[f32], out: &mut MelFrame) -> Result<(), RuntimeError> {
+    /// `hops − lag_frames()` into `out`; returns its F0 (Hz, 0 = unvoiced).
+    fn convert_hop(&mut self, x: &[f32], out: &mut MelFrame) -> Result<f32, RuntimeError> {
         let k = self.hops;
         self.hops += 1;
         let ring = self.mel_ring.len() as u64;
@@ -959,11 +1119,13 @@ impl DefaultVoiceConverter {
         if let Some(a) = k.checked_sub(self.analysis_lag as u64) {
             self.analyse_frame(a)?;
         }
-        match k.checked_sub(self.lag_frames() as u64) {
+        Ok(match k.checked_sub(self.lag_frames() as u64) {
             Some(c) => self.assemble_frame(c, out),
-            None => *out = [mel::LOG_SILENCE; N_MELS],
-        }
-        Ok(())
+            None => {
+                *out = [mel::LOG_SILENCE; N_MELS];
+                0.0
+            }
+        })
     }
 
     /// Analysis of source frame `a`: envelope, fine structure, pitch, phone
@@ -984,8 +1146,16 @@ impl DefaultVoiceConverter {
                 self.norm_ring[(j as u64 % ring) as usize]
             };
         }
-        let source = if a as i64 > newest { [mel::LOG_SILENCE; N_MELS] } else { self.mel_ring[(a % ring) as usize] };
-        self.describe_context()?;
+        let source = if a as i64 > newest {
+            [mel::LOG_SILENCE; N_MELS]
+        } else {
+            self.mel_ring[(a % ring) as usize]
+        };
+        if self.settings.phonetic {
+            self.describe_context()?;
+        } else {
+            self.key.fill(0.0);
+        }
         let f0 = self.pitch_ring[(pitch_frame_of(a) % self.pitch_ring.len() as u64) as usize];
         if f0 > 0.0 {
             self.source_pitch.push(f0.ln());
@@ -1061,11 +1231,12 @@ impl DefaultVoiceConverter {
         Ok(())
     }
 
-    /// The converted mel frame `c` (analysed `SMOOTHING_LAG` frames ago).
-    fn assemble_frame(&mut self, c: u64, out: &mut MelFrame) {
+    /// The converted mel frame `c` (analysed `smoothing_lag()` frames ago);
+    /// returns its output F0 (Hz, 0 = unvoiced).
+    fn assemble_frame(&mut self, c: u64, out: &mut MelFrame) -> f32 {
         let len = self.analysed.len() as u64;
         let at = |i: i64| ((i.max(0) as u64) % len) as usize;
-        let newest = c as i64 + SMOOTHING_LAG as i64;
+        let newest = c as i64 + self.settings.smoothing_lag() as i64;
         let here = &self.analysed[at(c as i64)];
         let (mut env, mut fine, f0, here_energy) = (here.envelope, here.fine, here.f0, here.energy);
         let (s, phone_gain, share) = strength_curve(self.controls.strength);
@@ -1086,7 +1257,7 @@ impl DefaultVoiceConverter {
                 env[b] += gain * off[b];
             }
             // Blend in the target's own frames for the same phones.
-            if share > 0.0 && target.frames() > 0 {
+            if share > 0.0 && target.frames() > 0 && self.settings.phonetic {
                 self.key.fill(0.0);
                 let span = KEY_SMOOTHING as i64;
                 for d in -span..=span {
@@ -1130,6 +1301,11 @@ impl DefaultVoiceConverter {
         for v in out.iter_mut() {
             *v = (*v + shift).max(mel::LOG_SILENCE);
         }
+        if f0 > 0.0 {
+            f0 * ratio
+        } else {
+            0.0
+        }
     }
 
     fn describe_context(&mut self) -> Result<(), RuntimeError> {
@@ -1138,18 +1314,26 @@ impl DefaultVoiceConverter {
     }
 }
 
-/// The converter's timing for a vocoder context, from the installed content
+/// The converter's timing for `settings`, from the installed content
 /// model's description (no model is loaded). Main thread.
-pub fn installed_timing(cfg: StreamingConfig) -> Result<crate::pipelines::stream::ModelTiming, RuntimeError> {
+pub fn installed_timing(
+    settings: ConverterSettings,
+) -> Result<crate::pipelines::stream::ModelTiming, RuntimeError> {
     let installed = crate::runtime::store::find_model(CONTENT_MODEL_ID)?;
     let (_, right) = ContentModel::read_context(&installed.dir)?;
-    Ok(timing(right, cfg))
+    Ok(timing(right, settings))
 }
 
 /// Timing for a content model with `right` frames of lookahead.
-pub fn timing(right: usize, cfg: StreamingConfig) -> crate::pipelines::stream::ModelTiming {
-    let lag = conversion_lag(right, PitchTracker::new(SAMPLE_RATE).delay_hops()) + SMOOTHING_LAG;
-    crate::pipelines::stream::ModelTiming { sample_rate: SAMPLE_RATE, hop: cfg.new * HOP, delay: (lag + cfg.right) * HOP + OutputLevel::delay_at(SAMPLE_RATE) }
+pub fn timing(right: usize, settings: ConverterSettings) -> crate::pipelines::stream::ModelTiming {
+    let right = if settings.phonetic { right } else { 0 };
+    let lag =
+        conversion_lag(right, settings.pitch_tracker().delay_hops()) + settings.smoothing_lag();
+    crate::pipelines::stream::ModelTiming {
+        sample_rate: SAMPLE_RATE,
+        hop: settings.frames_per_call() * HOP,
+        delay: (lag + settings.vocoder_delay_frames()) * HOP + OutputLevel::delay_at(SAMPLE_RATE),
+    }
 }
 
 /// Pitch-tracker frame nearest to mel frame `c`'s centre (`256·c + 128`).
@@ -1183,7 +1367,7 @@ impl HopModel for DefaultVoiceConverter {
     }
 
     fn hop(&self) -> usize {
-        self.vocoder.frames_per_call() * HOP
+        self.settings.frames_per_call() * HOP
     }
 
     fn channels(&self) -> usize {
@@ -1205,15 +1389,19 @@ impl HopModel for DefaultVoiceConverter {
         for f in 0..self.stage.len() {
             let mut frame = [0.0; N_MELS];
             let x: [f32; HOP] = std::array::from_fn(|i| self.mid[f * HOP + i]);
-            if self.convert_hop(&x, &mut frame).is_err() {
-                ok = false;
-                frame = [mel::LOG_SILENCE; N_MELS];
+            match self.convert_hop(&x, &mut frame) {
+                Ok(f0) => self.stage_f0[f] = f0,
+                Err(_) => {
+                    ok = false;
+                    frame = [mel::LOG_SILENCE; N_MELS];
+                    self.stage_f0[f] = 0.0;
+                }
             }
             self.stage[f] = frame;
         }
-        let stage = std::mem::take(&mut self.stage);
-        let vocoded = self.vocoder.process(&stage, &mut self.voiced_out);
-        self.stage = stage;
+        let vocoded = self
+            .vocoder
+            .process(&self.stage, &self.stage_f0, &mut self.voiced_out);
         ok &= vocoded.is_ok();
         // Dry mid delayed by exactly delay(): the fallback.
         let d = self.dry.len();

@@ -18,6 +18,7 @@ pub mod separate_spleeter;
 pub mod separate_window;
 pub mod stream;
 pub mod vocoder_hifigan;
+pub mod vocoder_source_filter;
 
 use crate::runtime::RuntimeError;
 

@@ -14,9 +14,10 @@ use crate::bridge::similarity::SimilarityMonitor;
 use crate::bridge::worker::{ModelCatalog, Shared};
 use crate::bridge::{BridgeConfig, LatencyPlan, RealtimeBridge, ModelShelf, Telemetry};
 use crate::pipelines::convert_rvc;
-use crate::pipelines::convert_voice::{self, DefaultVoiceConverter, TargetVoice};
+use crate::pipelines::convert_voice::{
+    self, ConverterSettings, DefaultVoiceConverter, TargetVoice, VocoderChoice,
+};
 use crate::pipelines::stream::{HostRateStream, ModelTiming};
-use crate::pipelines::vocoder_hifigan::StreamingConfig;
 use crate::pipelines::{ConversionControls, HopModel};
 use crate::runtime::onnx::Device;
 use crate::runtime::RuntimeError;
@@ -30,27 +31,77 @@ pub const SAVED_REFERENCE_RATE: u32 = 16_000;
 /// Longest reference kept in the plugin state, seconds.
 pub const SAVED_REFERENCE_SECONDS: usize = 30;
 
-/// Live or offline: the vocoder's context and block.
+/// The latency/quality trade-off of live conversion with the built-in
+/// converter (user RVC models have one live plan). Offline renders (host
+/// offline mode and the CLI) always use the full converter with HiFi-GAN.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveVoice {
+    /// No phone look-ahead (warp, equalisation, pitch), source–filter
+    /// synthesis.
+    #[id = "low"]
+    #[name = "Low latency (≈90 ms)"]
+    LowLatency,
+    /// The whole converter, source–filter synthesis.
+    #[id = "balanced"]
+    #[name = "Balanced (≈140 ms)"]
+    Balanced,
+    /// The whole converter with HiFi-GAN, as offline: needs a fast CPU or a GPU.
+    #[id = "quality"]
+    #[name = "Quality, HiFi-GAN (≈0.7 s, fast CPU or GPU)"]
+    Quality,
+}
+
+impl LiveVoice {
+    pub const ALL: [LiveVoice; 3] = [
+        LiveVoice::LowLatency,
+        LiveVoice::Balanced,
+        LiveVoice::Quality,
+    ];
+
+    pub fn cli_name(self) -> &'static str {
+        match self {
+            LiveVoice::LowLatency => "low",
+            LiveVoice::Balanced => "balanced",
+            LiveVoice::Quality => "quality",
+        }
+    }
+
+    pub fn from_cli_name(name: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|q| q.cli_name() == name)
+            .ok_or_else(|| {
+                format!(
+                    "unknown live setting '{name}' (choose from: {})",
+                    Self::ALL.map(|q| q.cli_name()).join(", ")
+                )
+            })
+    }
+}
+
+/// Live (with its setting) or offline: how the built-in converter runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConversionMode {
-    Live,
+    Live(LiveVoice),
     Offline,
 }
 
 impl ConversionMode {
-    pub fn for_host(offline: bool) -> Self {
+    pub fn for_host(offline: bool, live: LiveVoice) -> Self {
         if offline {
             ConversionMode::Offline
         } else {
-            ConversionMode::Live
+            ConversionMode::Live(live)
         }
     }
 
-    /// HiFi-GAN streaming context (frames of 256 samples at 22050 Hz).
-    pub fn vocoder(self) -> StreamingConfig {
+    /// The built-in converter's settings for this mode.
+    pub fn converter(self) -> ConverterSettings {
         match self {
-            ConversionMode::Live => convert_voice::LIVE_VOCODER,
-            ConversionMode::Offline => convert_voice::OFFLINE_VOCODER,
+            ConversionMode::Live(LiveVoice::LowLatency) => ConverterSettings::LIVE_LOW_LATENCY,
+            ConversionMode::Live(LiveVoice::Balanced) => ConverterSettings::LIVE_BALANCED,
+            ConversionMode::Live(LiveVoice::Quality) => ConverterSettings::LIVE_QUALITY,
+            ConversionMode::Offline => ConverterSettings::OFFLINE,
         }
     }
 }
@@ -113,15 +164,26 @@ impl VoiceModel {
             VoiceModelKind::Default => {
                 let mut row = crate::editor::ModelRow::from_store(&self.name, "voice conversion", crate::pipelines::vocoder_hifigan::MODEL_ID);
                 if row.problem.is_none() {
-                    row.latency_ms = live_ms(self.timing(ConversionMode::Live));
-                    row.licence = format!("{} (vocoder) + GPL-3.0-or-later (content model, Manifold's own)", row.licence);
+                    row.latency_ms =
+                        live_ms(self.timing(ConversionMode::Live(LiveVoice::Balanced)));
+                    row.licence = format!(
+                        "{} (vocoder) + GPL-3.0-or-later (content model, Manifold's own)",
+                        row.licence
+                    );
                     row.source = format!("HiFi-GAN {}; models/content", row.source);
                 }
                 row
             }
             VoiceModelKind::UserRvc(m) => {
                 let rate = m.settings.as_ref().ok().map(|s| s.sample_rate);
-                crate::editor::ModelRow::user(&self.name, "voice conversion (user RVC)", &m.onnx, rate, live_ms(self.timing(ConversionMode::Live)), None)
+                crate::editor::ModelRow::user(
+                    &self.name,
+                    "voice conversion (user RVC)",
+                    &m.onnx,
+                    rate,
+                    live_ms(self.timing(ConversionMode::Live(LiveVoice::Balanced))),
+                    None,
+                )
             }
         }
     }
@@ -137,7 +199,7 @@ impl VoiceModel {
     /// Timing known without loading the model.
     pub fn timing(&self, mode: ConversionMode) -> Result<ModelTiming, RuntimeError> {
         match &self.kind {
-            VoiceModelKind::Default => convert_voice::installed_timing(mode.vocoder()),
+            VoiceModelKind::Default => convert_voice::installed_timing(mode.converter()),
             VoiceModelKind::UserRvc(m) => m.timing(rvc_options(mode)),
         }
     }
@@ -146,12 +208,25 @@ impl VoiceModel {
     pub fn load(&self, mode: ConversionMode, channels: usize, device: Device) -> Result<Box<dyn HopModel>, RuntimeError> {
         crate::runtime::onnx::environment()?;
         let threads = match mode {
-            ConversionMode::Live => 1,
+            ConversionMode::Live(_) => 1,
             ConversionMode::Offline => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
         match &self.kind {
-            VoiceModelKind::Default => Ok(Box::new(DefaultVoiceConverter::load_installed(channels, device, threads, mode.vocoder())?)),
-            VoiceModelKind::UserRvc(m) => Ok(Box::new(convert_rvc::RvcVoice::load(m, convert_rvc::RvcOptions { threads, ..rvc_options(mode) }, channels, device)?)),
+            VoiceModelKind::Default => Ok(Box::new(DefaultVoiceConverter::load_installed(
+                channels,
+                device,
+                threads,
+                mode.converter(),
+            )?)),
+            VoiceModelKind::UserRvc(m) => Ok(Box::new(convert_rvc::RvcVoice::load(
+                m,
+                convert_rvc::RvcOptions {
+                    threads,
+                    ..rvc_options(mode)
+                },
+                channels,
+                device,
+            )?)),
         }
     }
 }
@@ -159,8 +234,12 @@ impl VoiceModel {
 /// RVC streaming settings for a mode (offline: longer blocks, more context).
 fn rvc_options(mode: ConversionMode) -> convert_rvc::RvcOptions {
     match mode {
-        ConversionMode::Live => convert_rvc::RvcOptions::default(),
-        ConversionMode::Offline => convert_rvc::RvcOptions { block: 50, context: 50, ..Default::default() },
+        ConversionMode::Live(_) => convert_rvc::RvcOptions::default(),
+        ConversionMode::Offline => convert_rvc::RvcOptions {
+            block: 50,
+            context: 50,
+            ..Default::default()
+        },
     }
 }
 
@@ -193,12 +272,25 @@ impl VoiceSetup {
             max_block: self.max_block,
             offline: self.mode == ConversionMode::Offline,
             stream_latency,
-            // A whole vocoder block is computed per hop: allow it a full hop.
-            model_hop_host: if self.mode == ConversionMode::Offline { 0 } else { 2 * hop_host },
+            model_hop_host: self.inference_allowance(hop_host),
             label: "Voice".into(),
             initial_model: self.initial_model,
             shelf: None,
         })
+    }
+
+    /// The margin's inference allowance (`LatencyPlan::new` reserves half of
+    /// it): a HiFi-GAN block or an RVC window is computed per hop, so those
+    /// get a full hop; the source–filter settings, whose hop (one mel frame)
+    /// costs a few per cent of it, get half a hop, as Clean's models do.
+    fn inference_allowance(&self, hop_host: usize) -> usize {
+        let heavy = self.models.iter().any(|m| !m.needs_target())
+            || matches!(self.mode.converter().vocoder, VocoderChoice::HifiGan(_));
+        match self.mode {
+            ConversionMode::Offline => 0,
+            ConversionMode::Live(_) if heavy => 2 * hop_host,
+            ConversionMode::Live(_) => hop_host,
+        }
     }
 
     /// The latency this setup reports (main thread).
@@ -251,6 +343,9 @@ pub struct VoiceParams {
     pub model: IntParam,
     #[id = "device"]
     pub device: EnumParam<DeviceChoice>,
+    /// Latency against quality live (applies on re-activation).
+    #[id = "live"]
+    pub live: EnumParam<LiveVoice>,
     /// While on, the sidechain input is recorded; switching it off makes
     /// that voice the target.
     #[id = "capture"]
@@ -310,8 +405,18 @@ impl Default for Voice {
                 // an index past the list means the last model.)
                 model: common::model_param(names, max_index.max(1)),
                 device: EnumParam::new("Device", DeviceChoice::Cpu).non_automatable(),
-                capture: BoolParam::new("Capture target voice (sidechain)", false).non_automatable(),
-                target_reference: SavedTarget { samples: Arc::new(RwLock::new(Vec::new())), running: shared.clone(), telemetry: telemetry.clone() },
+                live: EnumParam::new(
+                    "Live setting (applies on re-activation)",
+                    LiveVoice::Balanced,
+                )
+                .non_automatable(),
+                capture: BoolParam::new("Capture target voice (sidechain)", false)
+                    .non_automatable(),
+                target_reference: SavedTarget {
+                    samples: Arc::new(RwLock::new(Vec::new())),
+                    running: shared.clone(),
+                    telemetry: telemetry.clone(),
+                },
                 status: common::status_param(telemetry.clone()),
             }),
             editor_state: crate::editor::voice::default_state(),
@@ -454,8 +559,9 @@ impl TargetLoader {
 
 /// The reference as saved in the plugin state: 16 kHz, 16-bit, at most
 /// [`SAVED_REFERENCE_SECONDS`].
-fn to_saved(audio: &[f32], rate: u32) -> Vec<i16> {
-    let x = crate::dsp::resample::resample_whole(audio, rate, SAVED_REFERENCE_RATE).unwrap_or_default();
+pub fn to_saved(audio: &[f32], rate: u32) -> Vec<i16> {
+    let x =
+        crate::dsp::resample::resample_whole(audio, rate, SAVED_REFERENCE_RATE).unwrap_or_default();
     let peak = x.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-9);
     let scale = if peak > 1.0 { 1.0 / peak } else { 1.0 };
     x.iter().take(SAVED_REFERENCE_SECONDS * SAVED_REFERENCE_RATE as usize).map(|v| (v * scale * 32767.0).round() as i16).collect()
@@ -547,7 +653,7 @@ impl Plugin for Voice {
             sample_rate: config.sample_rate,
             channels,
             max_block: config.max_buffer_size as usize,
-            mode: ConversionMode::for_host(offline),
+            mode: ConversionMode::for_host(offline, self.params.live.value()),
             models: self.models.clone(),
             initial_model: self.model_index(),
             device: self.params.device.value().into(),

@@ -32,9 +32,10 @@ fn main() -> Result<()> {
         "bench" => bench(&root),
         "quality" => quality(&root, &rest),
         "bench-voice" => bench_voice(&root),
+        "voice-live" => voice_live(&root),
         "train-content" => train_content(&root, &rest),
         "install" => install(&root),
-        _ => bail!("usage: cargo xtask <models [IDS..] | bundle manifold [--release] | demo | test | bench | bench-voice | quality | train-content [--exact] | install>"),
+        _ => bail!("usage: cargo xtask <models [IDS..] | bundle manifold [--release] | demo | test | bench | bench-voice | voice-live | quality | train-content [--exact] | install>"),
     }
 }
 
@@ -222,6 +223,44 @@ fn bench_voice(root: &Path) -> Result<()> {
     // The synthetic set (with speed and latency), then the real-voice set.
     run(Command::new("cargo").args(["bench", "--bench", "voice"]).env_remove("MANIFOLD_VOICE_SET"))?;
     run(Command::new("cargo").args(["bench", "--bench", "voice"]).env("MANIFOLD_VOICE_SET", "real").env("MANIFOLD_VOICE_SPEED", "0"))
+}
+
+/// Voice live on this machine: the release CLAP bundle, its default live
+/// setting, 60 s of speech paced in real time at 48 kHz / 128 with a target
+/// voice (clack-host; tests/clap_host.rs, the ignored
+/// `voice_live_default_keeps_up_for_60_s_with_a_target`): 0 underruns and
+/// the converted voice at the reported latency. Speech: the demo's eSpeak
+/// source and target unless MANIFOLD_LIVE_SOURCE / MANIFOLD_LIVE_TARGET name
+/// other WAV files. Not part of `test`: it depends on the machine's speed.
+fn voice_live(root: &Path) -> Result<()> {
+    models::install(root, &[])?;
+    bundle(root, &["manifold".into(), "--release".into()])?;
+    let demo_dir = root.join("target/demo");
+    if !demo_dir.join("voice_target.wav").is_file() {
+        let py = venv::python(root)?;
+        run(Command::new(&py)
+            .arg("xtask/py/make_speech_set.py")
+            .arg(&demo_dir)
+            .arg("--demo"))?;
+    }
+    let source = std::env::var_os("MANIFOLD_LIVE_SOURCE")
+        .map_or(demo_dir.join("voice_source.wav"), PathBuf::from);
+    let target = std::env::var_os("MANIFOLD_LIVE_TARGET")
+        .map_or(demo_dir.join("voice_target.wav"), PathBuf::from);
+    run(Command::new("cargo")
+        .args([
+            "test",
+            "--release",
+            "--test",
+            "clap_host",
+            "--",
+            "--ignored",
+            "--exact",
+            "voice_live_default_keeps_up_for_60_s_with_a_target",
+            "--nocapture",
+        ])
+        .env("MANIFOLD_LIVE_SOURCE", source)
+        .env("MANIFOLD_LIVE_TARGET", target))
 }
 
 /// Rebuilds Voice's content model: synthesises the phone-aligned speech
