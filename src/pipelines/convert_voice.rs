@@ -1028,6 +1028,9 @@ impl DefaultVoiceConverter {
             vocoder,
             pitch,
         };
+        // One inference before the first live hop: ONNX Runtime's first
+        // run of a session allocates and is several times slower.
+        m.describe_context()?;
         m.dry = vec![0.0; m.conversion_delay()];
         m.level = OutputLevel::new(SAMPLE_RATE, channels, m.conversion_delay());
         Ok(m)

@@ -15,7 +15,7 @@ use crate::bridge::worker::{ModelCatalog, Shared};
 use crate::bridge::{BridgeConfig, LatencyPlan, RealtimeBridge, ModelShelf, Telemetry};
 use crate::pipelines::convert_rvc;
 use crate::pipelines::convert_voice::{
-    self, ConverterSettings, DefaultVoiceConverter, TargetVoice, VocoderChoice,
+    self, ConverterSettings, DefaultVoiceConverter, TargetVoice,
 };
 use crate::pipelines::stream::{HostRateStream, ModelTiming};
 use crate::pipelines::{ConversionControls, HopModel};
@@ -272,25 +272,15 @@ impl VoiceSetup {
             max_block: self.max_block,
             offline: self.mode == ConversionMode::Offline,
             stream_latency,
-            model_hop_host: self.inference_allowance(hop_host),
+            // A hop's work may come late by up to a whole hop: a HiFi-GAN
+            // block or an RVC window is computed per hop, and the
+            // source-filter settings' one-frame hop is short enough that
+            // scheduling jitter is a large share of it.
+            model_hop_host: if self.mode == ConversionMode::Offline { 0 } else { 2 * hop_host },
             label: "Voice".into(),
             initial_model: self.initial_model,
             shelf: None,
         })
-    }
-
-    /// The margin's inference allowance (`LatencyPlan::new` reserves half of
-    /// it): a HiFi-GAN block or an RVC window is computed per hop, so those
-    /// get a full hop; the source–filter settings, whose hop (one mel frame)
-    /// costs a few per cent of it, get half a hop, as Clean's models do.
-    fn inference_allowance(&self, hop_host: usize) -> usize {
-        let heavy = self.models.iter().any(|m| !m.needs_target())
-            || matches!(self.mode.converter().vocoder, VocoderChoice::HifiGan(_));
-        match self.mode {
-            ConversionMode::Offline => 0,
-            ConversionMode::Live(_) if heavy => 2 * hop_host,
-            ConversionMode::Live(_) => hop_host,
-        }
     }
 
     /// The latency this setup reports (main thread).
