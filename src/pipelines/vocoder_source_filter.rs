@@ -74,20 +74,8 @@ fn calibration() -> &'static Calibration {
 impl Calibration {
     fn measure() -> Self {
         let splitter = EnvelopeSplitter::default();
-        let smooth_mean = |signal: &[f32]| -> MelFrame {
-            let frames = mel::log_mel(signal);
-            // Leave out the frames that see the padded ends.
-            let inner = &frames[4..frames.len() - 4];
-            let mut mean = [0.0f32; N_MELS];
-            for f in inner {
-                for b in 0..N_MELS {
-                    mean[b] += f[b] / inner.len() as f32;
-                }
-            }
-            let mut env = [0.0; N_MELS];
-            splitter.envelope(&mean, &mut env);
-            env
-        };
+        // Leave out the frames that see the padded ends.
+        let smooth_mean = |signal: &[f32]| mean_envelope(signal, 4, &splitter);
         let len = 48 * HOP;
         let steps = (CAL_STEPS_PER_OCTAVE * (pitch::F0_MAX_HZ / pitch::F0_MIN_HZ).log2()).ceil()
             as usize
@@ -158,6 +146,22 @@ impl Calibration {
         out.iter_mut()
             .for_each(|v| *v = v.max(top - MAX_BOOST_NATS));
     }
+}
+
+/// The smooth envelope of the mean log-mel frame of `signal`, leaving out
+/// `skip` frames at each end.
+fn mean_envelope(signal: &[f32], skip: usize, splitter: &EnvelopeSplitter) -> MelFrame {
+    let frames = mel::log_mel(signal);
+    let inner = &frames[skip..frames.len() - skip];
+    let mut mean = [0.0f32; N_MELS];
+    for f in inner {
+        for b in 0..N_MELS {
+            mean[b] += f[b] / inner.len() as f32;
+        }
+    }
+    let mut env = [0.0; N_MELS];
+    splitter.envelope(&mean, &mut env);
+    env
 }
 
 /// Harmonics of `f0` below [`TOP_HZ`].
@@ -471,17 +475,7 @@ mod tests {
 
     /// Mean smooth envelope of the frames of `audio` away from its ends.
     fn analysed_envelope(audio: &[f32]) -> MelFrame {
-        let frames = mel::log_mel(audio);
-        let inner = &frames[8..frames.len() - 8];
-        let mut mean = [0.0f32; N_MELS];
-        for f in inner {
-            for b in 0..N_MELS {
-                mean[b] += f[b] / inner.len() as f32;
-            }
-        }
-        let mut env = [0.0; N_MELS];
-        EnvelopeSplitter::default().envelope(&mean, &mut env);
-        env
+        mean_envelope(audio, 8, &EnvelopeSplitter::default())
     }
 
     /// The envelope in is the envelope out, voiced (at F0s between the
