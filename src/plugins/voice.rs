@@ -39,7 +39,7 @@ pub enum LiveVoice {
     /// No phone look-ahead (warp, equalisation, pitch), source–filter
     /// synthesis.
     #[id = "low"]
-    #[name = "Low latency (≈90 ms)"]
+    #[name = "Low latency (≈95 ms)"]
     LowLatency,
     /// The whole converter, source–filter synthesis.
     #[id = "balanced"]
