@@ -1019,7 +1019,7 @@ impl DefaultVoiceConverter {
             level: OutputLevel::new(SAMPLE_RATE, channels, 0),
             best: [(f32::INFINITY, 0); NEIGHBOURS],
             shapes: [[0.0; ENVELOPE_COEFFS - 1]; 2 * SHAPE_CONTEXT + 1],
-            context: vec![[mel::LOG_SILENCE; N_MELS]; left + 1 + right],
+            context: vec![[mel::LOG_SILENCE; N_MELS]; left + 1 + content_right],
             key: vec![0.0; phones],
             faults: 0,
             device_note,
