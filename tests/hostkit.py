@@ -135,6 +135,26 @@ def lag_of(ref, out):
     return k if k < nfft // 2 else k - nfft
 
 
+def envelope_lag(ref, out, window=240, hop=24, search=4800):
+    """Lag (samples, in steps of `hop`) at which out's short-time energy
+    envelope (RMS over `window` samples) best matches ref's, searched within
+    +-`search`, and the envelopes' correlation there. For outputs whose
+    waveform is not reproducible but whose timing is: Voice's source-filter
+    vocoder starts its harmonic phases and noise where the stream started,
+    so a real-time roll has the CLI's envelope, not its waveform."""
+    def env(x):
+        c = np.concatenate([[0.0], np.cumsum(np.asarray(x, dtype=np.float64) ** 2)])
+        starts = np.arange(0, len(x) - window, hop)
+        return np.sqrt((c[starts + window] - c[starts]) / window)
+    a, b = env(ref), env(out)
+    best = (-2.0, 0)
+    for k in range(-(search // hop), search // hop + 1):
+        p, q = (a[:len(a) - k], b[k:]) if k >= 0 else (a[-k:], b[:len(b) + k])
+        if len(p) > 2 and np.std(p) > 0 and np.std(q) > 0:
+            best = max(best, (float(np.corrcoef(p, q)[0, 1]), k))
+    return best[1] * hop, best[0]
+
+
 def snr_db(ref, out):
     """Energy of ref over the energy of out - ref, in dB (both aligned, same shape)."""
     err = float(np.sum((out - ref) ** 2))
