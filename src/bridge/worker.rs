@@ -246,6 +246,9 @@ fn run(setup: WorkerSetup) {
     let mut planar_out = vec![0.0f32; MAX_FRAMES_PER_CALL * out_channels];
     let mut planar_new = vec![0.0f32; MAX_FRAMES_PER_CALL * out_channels];
     let (mut busy, mut audio) = (0.0f64, 0.0f64);
+    // The slowest call and the calls over 5 ms, logged when the worker stops
+    // (what a late hop cost, next to the host's own lateness).
+    let (mut slowest_call, mut calls, mut calls_over_5ms) = (0.0f64, 0u64, 0u64);
     let mut switch: Option<Switch> = None;
     // The thread loading the model being switched to.
     let mut loader: Option<std::thread::JoinHandle<()>> = None;
@@ -388,8 +391,12 @@ fn run(setup: WorkerSetup) {
                 log::info!("{label}: switched to {note}");
             }
         }
-        busy += started.elapsed().as_secs_f64();
+        let call = started.elapsed().as_secs_f64();
+        busy += call;
         audio += frames as f64 / host_rate as f64;
+        slowest_call = slowest_call.max(call);
+        calls += 1;
+        calls_over_5ms += u64::from(call > 0.005);
         tele.set_model_faults(stream.model().faults());
         tele.set_speech_to_noise(stream.model().speech_to_noise_db());
 
@@ -414,6 +421,7 @@ fn run(setup: WorkerSetup) {
             audio = 0.0;
         }
     }
+    nice_plug::nice_log!("{label}: {calls} worker calls, the slowest {:.1} ms, {calls_over_5ms} over 5 ms", slowest_call * 1000.0);
     // A loader still running would outlive the plugin (and its library, when
     // the host unloads it): wait for it.
     if let Some(handle) = loader.take() {
