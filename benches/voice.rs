@@ -49,6 +49,7 @@
 //! `MANIFOLD_VOICE_SPEED=0` skips the speed and latency part;
 //! `MANIFOLD_VOICE_SETTING=low|balanced|quality` converts with that live
 //! setting's converter instead of the offline one;
+//! `MANIFOLD_VOICE_VOCODER=source-filter` swaps in the source-filter vocoder;
 //! `MANIFOLD_VOICE_SET=real` converts the real-voice set into
 //! target/bench-voice-real; `MANIFOLD_VOICE_SET=dev` converts the synthetic
 //! development split's sentences instead (same voices and references; for
@@ -323,6 +324,13 @@ fn main() {
                 .unwrap_or_else(|e| panic!("MANIFOLD_VOICE_SETTING: {e}")),
         )
         .converter(),
+    };
+    // MANIFOLD_VOICE_VOCODER=source-filter: the setting's converter with the
+    // source-filter vocoder (what the vocoder costs, apart from the rest).
+    let settings = match std::env::var("MANIFOLD_VOICE_VOCODER").as_deref() {
+        Ok("source-filter") => ConverterSettings { vocoder: VocoderChoice::SourceFilter, ..settings },
+        Ok(other) => panic!("MANIFOLD_VOICE_VOCODER: {other}? (source-filter)"),
+        Err(_) => settings,
     };
     println!("converter setting: {setting} ({settings:?})");
     let mut conv =
