@@ -229,7 +229,9 @@ fn bench_voice(root: &Path) -> Result<()> {
 /// setting, 60 s of speech paced in real time at 48 kHz / 128 with a target
 /// voice (clack-host; tests/clap_host.rs, the ignored
 /// `voice_live_default_keeps_up_for_60_s_with_a_target`): 0 underruns and
-/// the converted voice at the reported latency. Speech: the demo's eSpeak
+/// the converted voice where the plugin's flat-out render of the same input
+/// has it (energy envelopes; the render sits exactly at the reported
+/// latency). Speech: the demo's eSpeak
 /// source and target unless MANIFOLD_LIVE_SOURCE / MANIFOLD_LIVE_TARGET name
 /// other WAV files. Not part of `test`: it depends on the machine's speed.
 fn voice_live(root: &Path) -> Result<()> {
