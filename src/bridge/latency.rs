@@ -9,7 +9,9 @@
 //!   played while this one is processed;
 //! - `margin`: time the worker may take beyond one block: a crossfade
 //!   reserve (so a late worker fades out instead of clicking), the worker's
-//!   wake-up interval and an inference allowance of half a model hop.
+//!   wake-up interval and an inference allowance (how late a hop's work may
+//!   come: half a hop for Clean's light models, a whole hop for Stems' and
+//!   Voice's, chosen by each plugin).
 
 use crate::pipelines::stream::StreamLatency;
 
@@ -30,12 +32,12 @@ pub struct LatencyPlan {
 }
 
 impl LatencyPlan {
-    /// `model_hop_host`: one model hop expressed in host samples (rounded up).
-    pub fn new(stream: StreamLatency, sample_rate: f32, max_block: usize, model_hop_host: usize) -> Self {
+    /// `inference_allowance`: host samples a hop's work may come late.
+    pub fn new(stream: StreamLatency, sample_rate: f32, max_block: usize, inference_allowance: usize) -> Self {
         let sr = sample_rate as f64;
         let crossfade = (CROSSFADE_SECONDS * sr).ceil() as usize;
         let poll = (WORKER_POLL_SECONDS * sr).ceil() as usize;
-        let margin = crossfade + poll + model_hop_host.div_ceil(2);
+        let margin = crossfade + poll + inference_allowance;
         let block = max_block.max(1);
         Self { stream, block, margin, crossfade, total: stream.total + block + margin }
     }
@@ -74,7 +76,7 @@ mod tests {
     #[test]
     fn parts_add_up() {
         let stream = StreamLatency { algorithmic: 768, resampling: 384, chunking: 383, model_alignment: 0, total: 1535 };
-        let p = LatencyPlan::new(stream, 48000.0, 128, 768);
+        let p = LatencyPlan::new(stream, 48000.0, 128, 384);
         assert_eq!(p.crossfade, 144);
         assert_eq!(p.margin, 144 + 48 + 384);
         assert_eq!(p.total, 1535 + 128 + p.margin);

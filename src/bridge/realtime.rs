@@ -41,8 +41,9 @@ pub struct BridgeConfig {
     pub offline: bool,
     /// The stream's delay, computed before the model is loaded.
     pub stream_latency: StreamLatency,
-    /// One model hop in host samples (for the inference allowance).
-    pub model_hop_host: usize,
+    /// Host samples a hop's work may come late (the margin's inference
+    /// allowance, [`LatencyPlan::new`]); 0 offline.
+    pub inference_allowance: usize,
     /// Name for logs and the status line ("Clean").
     pub label: String,
     /// Index of the model to start with.
@@ -135,7 +136,7 @@ impl RealtimeBridge {
     pub fn new(config: BridgeConfig, telemetry: Arc<Telemetry>, catalog: ModelCatalog) -> Self {
         let channels = config.channels.clamp(1, MAX_CHANNELS);
         let out_channels = config.out_channels.clamp(1, MAX_CHANNELS);
-        let plan = LatencyPlan::new(config.stream_latency, config.sample_rate, config.max_block, config.model_hop_host);
+        let plan = LatencyPlan::new(config.stream_latency, config.sample_rate, config.max_block, config.inference_allowance);
         let ring_frames = plan.total + 4 * plan.block + 16384;
         let (mut to_worker, mut worker_in) = rtrb::RingBuffer::new(ring_frames * channels);
         let (mut worker_out, mut from_worker) = rtrb::RingBuffer::new(ring_frames * out_channels);
@@ -637,7 +638,7 @@ mod tests {
             max_block: block,
             offline,
             stream_latency: HostRateStream::latency_for(TIMING, rate, 1).unwrap(),
-            model_hop_host: 768,
+            inference_allowance: 384,
             label: "test".into(),
             initial_model: 0,
             shelf: None,

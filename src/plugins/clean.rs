@@ -178,7 +178,8 @@ fn bridge_config(sample_rate: f32, channels: usize, max_block: usize, offline: b
         max_block,
         offline,
         stream_latency,
-        model_hop_host: hop_host,
+        // Clean's models cost a small share of a hop: half a hop of allowance.
+        inference_allowance: hop_host.div_ceil(2),
         label: "Clean".into(),
         initial_model: model.index(),
         shelf: None,
@@ -188,7 +189,7 @@ fn bridge_config(sample_rate: f32, channels: usize, max_block: usize, offline: b
 /// The latency Clean reports for this configuration (main thread).
 pub fn latency_plan(sample_rate: f32, channels: usize, max_block: usize) -> Result<crate::bridge::LatencyPlan, String> {
     let c = bridge_config(sample_rate, channels, max_block, false, CleanModel::Dfn3)?;
-    Ok(crate::bridge::LatencyPlan::new(c.stream_latency, c.sample_rate, c.max_block, c.model_hop_host))
+    Ok(crate::bridge::LatencyPlan::new(c.stream_latency, c.sample_rate, c.max_block, c.inference_allowance))
 }
 
 /// Builds the bridge Clean uses; shared by the plugin and the CLI so both run

@@ -258,9 +258,9 @@ impl StemsSetup {
             offline: self.mode == SeparationMode::Offline,
             stream_latency,
             // A separator computes a whole window per hop: allow it a full
-            // hop live (the latency plan reserves half of what it is given).
-            // Offline the host waits for the worker, so nothing is reserved.
-            model_hop_host: if self.mode == SeparationMode::Offline { 0 } else { 2 * hop_host },
+            // hop live. Offline the host waits for the worker, so nothing is
+            // reserved.
+            inference_allowance: if self.mode == SeparationMode::Offline { 0 } else { hop_host },
             label: "Stems".into(),
             initial_model: self.initial_model,
             shelf: None,
@@ -270,7 +270,7 @@ impl StemsSetup {
     /// The latency this setup reports (main thread).
     pub fn latency_plan(&self) -> Result<LatencyPlan, String> {
         let c = self.bridge_config()?;
-        Ok(LatencyPlan::new(c.stream_latency, c.sample_rate, c.max_block, c.model_hop_host))
+        Ok(LatencyPlan::new(c.stream_latency, c.sample_rate, c.max_block, c.inference_allowance))
     }
 
     /// Builds the bridge; main thread.

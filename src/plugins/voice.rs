@@ -276,7 +276,7 @@ impl VoiceSetup {
             // block or an RVC window is computed per hop, and the
             // source-filter settings' one-frame hop is short enough that
             // scheduling jitter is a large share of it.
-            model_hop_host: if self.mode == ConversionMode::Offline { 0 } else { 2 * hop_host },
+            inference_allowance: if self.mode == ConversionMode::Offline { 0 } else { hop_host },
             label: "Voice".into(),
             initial_model: self.initial_model,
             shelf: None,
@@ -286,7 +286,7 @@ impl VoiceSetup {
     /// The latency this setup reports (main thread).
     pub fn latency_plan(&self) -> Result<LatencyPlan, String> {
         let c = self.bridge_config()?;
-        Ok(LatencyPlan::new(c.stream_latency, c.sample_rate, c.max_block, c.model_hop_host))
+        Ok(LatencyPlan::new(c.stream_latency, c.sample_rate, c.max_block, c.inference_allowance))
     }
 
     /// Builds the bridge; main thread.
