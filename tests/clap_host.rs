@@ -768,25 +768,43 @@ fn clean_reported_latency_equals_measured_dry_delay() {
 
 /// Voice's reported latency equals the measured impulse delay of its dry
 /// path (Mix = 0), exactly, stereo and mono, at 44.1 and 48 kHz, with random
-/// block sizes; and it is the latency `manifold latency` prints.
+/// block sizes, for the default live setting and the low-latency one; and it
+/// is the latency `manifold latency` prints. At 48 kHz / 128 the default
+/// reports at most 150 ms.
 #[test]
 fn voice_reported_latency_equals_measured_dry_delay() {
+    use manifold::plugins::voice::LiveVoice;
     let entry = load_bundle();
     let mut rng = StdRng::seed_from_u64(12);
-    for (rate, channels, max_block) in [(48000.0, 2, 128), (44100.0, 1, 512), (48000.0, 1, 1024)] {
+    let cases = [
+        (LiveVoice::Balanced, 48000.0, 2, 128, Some(150.0)),
+        (LiveVoice::Balanced, 44100.0, 1, 512, None),
+        (LiveVoice::Balanced, 48000.0, 1, 1024, None),
+        (LiveVoice::LowLatency, 48000.0, 2, 128, None),
+        (LiveVoice::LowLatency, 44100.0, 1, 333, None),
+    ];
+    for (setting, rate, channels, max_block, limit_ms) in cases {
         let mut plugin = PluginUnderTest::new(&entry, VOICE_ID);
         plugin.select_main_channels(channels);
         let mix = plugin.param("Mix");
         plugin.set_param_while_inactive("Mix", mix_value(&mix, 0.0));
+        let live_name = param_name_starting_with(&mut plugin, "Live setting");
+        let index = LiveVoice::ALL.iter().position(|&s| s == setting).unwrap();
+        plugin.set_param_while_inactive(&live_name, index as f64);
+        let shown = plugin.param_text(&live_name);
+        let shown_prefix = match setting {
+            LiveVoice::LowLatency => "Low latency",
+            LiveVoice::Balanced => "Balanced",
+            LiveVoice::Quality => "Quality",
+        };
+        assert!(shown.starts_with(shown_prefix), "Live setting shows '{shown}', wanted {setting:?}");
         plugin.activate(rate, max_block);
         let latency = plugin.latency();
         let plan = manifold::plugins::voice::VoiceSetup {
             sample_rate: rate as f32,
             channels,
             max_block,
-            mode: manifold::plugins::voice::ConversionMode::Live(
-                manifold::plugins::voice::LiveVoice::Balanced,
-            ),
+            mode: manifold::plugins::voice::ConversionMode::Live(setting),
             models: manifold::plugins::voice::VoiceModel::available(),
             initial_model: 0,
             device: manifold::runtime::onnx::Device::Cpu,
@@ -794,9 +812,13 @@ fn voice_reported_latency_equals_measured_dry_delay() {
         .latency_plan()
         .expect("plan");
         assert_eq!(latency, plan.total, "Voice reports {latency}, its plan says {}", plan.total);
-        let label = format!("voice {rate} Hz, {channels} ch, max block {max_block}");
+        let label = format!("voice {shown}, {rate} Hz, {channels} ch, max block {max_block}");
         let measured = measure_dry_delay(&mut plugin, &mut rng, latency, &label);
-        println!("{label}: reported {latency}, measured {measured} ({:.1} ms)", latency as f64 * 1000.0 / rate);
+        let ms = latency as f64 * 1000.0 / rate;
+        println!("{label}: reported {latency}, measured {measured} ({ms:.1} ms)");
+        if let Some(limit) = limit_ms {
+            assert!(ms <= limit, "{label}: {ms:.1} ms, over {limit} ms");
+        }
         plugin.deactivate();
     }
 }

@@ -181,11 +181,11 @@ impl ConverterSettings {
         }
     }
 
-    /// The vocoder's delay in frames.
-    pub fn vocoder_delay_frames(&self) -> usize {
+    /// The vocoder's delay in samples.
+    pub fn vocoder_delay(&self) -> usize {
         match self.vocoder {
-            VocoderChoice::HifiGan(cfg) => cfg.right,
-            VocoderChoice::SourceFilter => SourceFilterVocoder::DELAY_FRAMES,
+            VocoderChoice::HifiGan(cfg) => cfg.right * HOP,
+            VocoderChoice::SourceFilter => SourceFilterVocoder::DELAY_SAMPLES,
         }
     }
 
@@ -1082,7 +1082,7 @@ impl DefaultVoiceConverter {
 
     /// Samples from input to vocoded output (before the output level stage).
     fn conversion_delay(&self) -> usize {
-        (self.lag_frames() + self.settings.vocoder_delay_frames()) * HOP
+        self.lag_frames() * HOP + self.settings.vocoder_delay()
     }
 
     /// One 256-sample hop of mono input: updates mel and pitch history,
@@ -1335,7 +1335,7 @@ pub fn timing(right: usize, settings: ConverterSettings) -> crate::pipelines::st
     crate::pipelines::stream::ModelTiming {
         sample_rate: SAMPLE_RATE,
         hop: settings.frames_per_call() * HOP,
-        delay: (lag + settings.vocoder_delay_frames()) * HOP + OutputLevel::delay_at(SAMPLE_RATE),
+        delay: lag * HOP + settings.vocoder_delay() + OutputLevel::delay_at(SAMPLE_RATE),
     }
 }
 

@@ -20,9 +20,11 @@
 //! output with the same mel front end ([`Calibration`]), so an envelope in,
 //! the same envelope out, whatever the F0.
 //!
-//! Delay: one frame (256 samples). Call `c` writes the audio of frames
-//! `c − 1 .. c` centred as HiFi-GAN's: frame `j`'s centre is sample
-//! `256·j + 128`, and the samples between two centres need both frames.
+//! Delay: half a frame (128 samples). Frame `j`'s centre is sample
+//! `256·j + 128`, as in HiFi-GAN's output; the samples between two centres
+//! need both frames, so call `c` writes the span from frame `c − 1`'s centre
+//! to frame `c`'s, samples `256·c − 128 .. 256·c + 128`, and frame `c`'s
+//! noise grain starts with it.
 //! Offline and live give the same samples (seeded noise, no timing).
 
 use super::convert_voice::EnvelopeSplitter;
@@ -245,7 +247,7 @@ struct NoiseGrains {
     scratch: Vec<Complex32>,
     window: Vec<f32>,
     /// Samples from the oldest not yet played: `[0, HOP)` is played next,
-    /// a new grain starts at `HOP / 2`.
+    /// and a new grain starts there (centred `HOP` later).
     acc: Vec<f32>,
 }
 
@@ -259,7 +261,7 @@ impl NoiseGrains {
             window: (0..GRAIN)
                 .map(|i| (std::f32::consts::PI * (i as f32 + 0.5) / GRAIN as f32).sin())
                 .collect(),
-            acc: vec![0.0; GRAIN + HOP],
+            acc: vec![0.0; GRAIN],
             ifft,
         }
     }
@@ -281,7 +283,7 @@ impl NoiseGrains {
                 .process_with_scratch(&mut self.spectrum, &mut self.grain, &mut self.scratch);
         let scale = 1.0 / (GRAIN as f32).sqrt();
         for i in 0..GRAIN {
-            self.acc[HOP / 2 + i] += self.grain[i] * self.window[i] * scale;
+            self.acc[i] += self.grain[i] * self.window[i] * scale;
         }
     }
 
@@ -312,8 +314,6 @@ pub struct SourceFilterVocoder {
     prev_amps: Vec<f32>,
     amps: Vec<f32>,
     theta: f64,
-    /// Second half of the last harmonic span (played next call).
-    harmonic_tail: [f32; HOP / 2],
     span: [f32; HOP],
     grains: NoiseGrains,
     rng: u64,
@@ -336,28 +336,27 @@ impl SourceFilterVocoder {
             prev_amps: Vec::with_capacity(MAX_HARMONICS),
             amps: Vec::with_capacity(MAX_HARMONICS),
             theta: 0.0,
-            harmonic_tail: [0.0; HOP / 2],
             span: [0.0; HOP],
             grains: NoiseGrains::new(),
             rng: NOISE_SEED,
         }
     }
 
-    /// Delay of [`process`](Self::process) in frames, against a vocoder
-    /// that writes frame `c`'s audio in call `c`.
-    pub const DELAY_FRAMES: usize = 1;
+    /// Delay of [`process_frame`](Self::process_frame) in samples, against
+    /// a vocoder that writes frame `c`'s samples `256·c .. 256·c + 256` in
+    /// call `c`.
+    pub const DELAY_SAMPLES: usize = HOP / 2;
 
     pub fn reset(&mut self) {
         self.prev_f0 = 0.0;
         self.prev_amps.clear();
         self.theta = 0.0;
-        self.harmonic_tail = [0.0; HOP / 2];
         self.grains.reset();
         self.rng = NOISE_SEED;
     }
 
     /// One mel frame and its F0 (Hz, 0 or less = unvoiced) in, 256 samples
-    /// out: the audio from frame `c − 1`'s start to frame `c`'s.
+    /// out: the audio from frame `c − 1`'s centre to frame `c`'s.
     pub fn process_frame(&mut self, frame: &MelFrame, f0: f32, out: &mut [f32]) {
         assert_eq!(
             out.len(),
@@ -416,9 +415,7 @@ impl SourceFilterVocoder {
                 &mut self.span,
             );
         }
-        out[..HOP / 2].copy_from_slice(&self.harmonic_tail);
-        out[HOP / 2..].copy_from_slice(&self.span[..HOP / 2]);
-        self.harmonic_tail.copy_from_slice(&self.span[HOP / 2..]);
+        out.copy_from_slice(&self.span);
         std::mem::swap(&mut self.prev_amps, &mut self.amps);
         self.prev_f0 = f0;
 

@@ -39,11 +39,11 @@ pub enum LiveVoice {
     /// No phone look-ahead (warp, equalisation, pitch), source–filter
     /// synthesis.
     #[id = "low"]
-    #[name = "Low latency (≈95 ms)"]
+    #[name = "Low latency (≈88 ms)"]
     LowLatency,
     /// The whole converter, source–filter synthesis.
     #[id = "balanced"]
-    #[name = "Balanced (≈140 ms)"]
+    #[name = "Balanced (≈135 ms)"]
     Balanced,
     /// The whole converter with HiFi-GAN, as offline: needs a fast CPU or a GPU.
     #[id = "quality"]
