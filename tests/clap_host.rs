@@ -774,6 +774,7 @@ fn clean_reported_latency_equals_measured_dry_delay() {
 #[test]
 fn voice_reported_latency_equals_measured_dry_delay() {
     use manifold::plugins::voice::LiveVoice;
+    use nice_plug::prelude::Enum;
     let entry = load_bundle();
     let mut rng = StdRng::seed_from_u64(12);
     let cases = [
@@ -789,15 +790,10 @@ fn voice_reported_latency_equals_measured_dry_delay() {
         let mix = plugin.param("Mix");
         plugin.set_param_while_inactive("Mix", mix_value(&mix, 0.0));
         let live_name = param_name_starting_with(&mut plugin, "Live setting");
-        let index = LiveVoice::ALL.iter().position(|&s| s == setting).unwrap();
+        let index = setting.to_index();
         plugin.set_param_while_inactive(&live_name, index as f64);
         let shown = plugin.param_text(&live_name);
-        let shown_prefix = match setting {
-            LiveVoice::LowLatency => "Low latency",
-            LiveVoice::Balanced => "Balanced",
-            LiveVoice::Quality => "Quality",
-        };
-        assert!(shown.starts_with(shown_prefix), "Live setting shows '{shown}', wanted {setting:?}");
+        assert_eq!(shown, LiveVoice::variants()[index], "Live setting shows '{shown}', wanted {setting:?}");
         plugin.activate(rate, max_block);
         let latency = plugin.latency();
         let plan = manifold::plugins::voice::VoiceSetup {

@@ -53,6 +53,13 @@ pub struct BridgeConfig {
     pub shelf: Option<(ModelShelf, String)>,
 }
 
+impl BridgeConfig {
+    /// The latency this configuration reports (any thread; pure arithmetic).
+    pub fn latency_plan(&self) -> LatencyPlan {
+        LatencyPlan::new(self.stream_latency, self.sample_rate, self.max_block, self.inference_allowance)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     /// Worker not running (loading or failed): dry, nothing sent.
@@ -136,7 +143,7 @@ impl RealtimeBridge {
     pub fn new(config: BridgeConfig, telemetry: Arc<Telemetry>, catalog: ModelCatalog) -> Self {
         let channels = config.channels.clamp(1, MAX_CHANNELS);
         let out_channels = config.out_channels.clamp(1, MAX_CHANNELS);
-        let plan = LatencyPlan::new(config.stream_latency, config.sample_rate, config.max_block, config.inference_allowance);
+        let plan = config.latency_plan();
         let ring_frames = plan.total + 4 * plan.block + 16384;
         let (mut to_worker, mut worker_in) = rtrb::RingBuffer::new(ring_frames * channels);
         let (mut worker_out, mut from_worker) = rtrb::RingBuffer::new(ring_frames * out_channels);

@@ -188,8 +188,7 @@ fn bridge_config(sample_rate: f32, channels: usize, max_block: usize, offline: b
 
 /// The latency Clean reports for this configuration (main thread).
 pub fn latency_plan(sample_rate: f32, channels: usize, max_block: usize) -> Result<crate::bridge::LatencyPlan, String> {
-    let c = bridge_config(sample_rate, channels, max_block, false, CleanModel::Dfn3)?;
-    Ok(crate::bridge::LatencyPlan::new(c.stream_latency, c.sample_rate, c.max_block, c.inference_allowance))
+    Ok(bridge_config(sample_rate, channels, max_block, false, CleanModel::Dfn3)?.latency_plan())
 }
 
 /// Builds the bridge Clean uses; shared by the plugin and the CLI so both run

@@ -269,8 +269,7 @@ impl StemsSetup {
 
     /// The latency this setup reports (main thread).
     pub fn latency_plan(&self) -> Result<LatencyPlan, String> {
-        let c = self.bridge_config()?;
-        Ok(LatencyPlan::new(c.stream_latency, c.sample_rate, c.max_block, c.inference_allowance))
+        Ok(self.bridge_config()?.latency_plan())
     }
 
     /// Builds the bridge; main thread.
