@@ -8,7 +8,9 @@
 //! - [`pipelines`]: model pipelines, pure frames-in/frames-out code;
 //! - [`runtime`]: ONNX Runtime and the model store;
 //! - [`offline`]: file rendering shared by the CLI and tests.
+//! - [`batch`]: `manifold batch`, whole libraries with a resumable ledger.
 
+pub mod batch;
 pub mod bridge;
 pub mod dsp;
 pub mod editor;

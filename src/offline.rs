@@ -525,6 +525,23 @@ pub fn render_clean(input: &AudioData, model: crate::plugins::clean::CleanModel,
     render_with_bridge(bridge, input, wet_share(atten_limit_db), progress)
 }
 
+/// Clean over a file of any length, streamed from `input` to a WAV at
+/// `output` (bounded memory; the same bridge and output as [`render_clean`]).
+pub fn render_clean_file(input: &Path, output: &Path, model: crate::plugins::clean::CleanModel, atten_limit_db: f32, device: Device, progress: impl FnMut(u64, Option<u64>)) -> Result<RenderReport, RenderError> {
+    let mut reader = AudioReader::open(input)?;
+    let c = reader.channels();
+    if !(1..=2).contains(&c) {
+        return Err(RenderError::Channels { channels: c });
+    }
+    let rate = reader.sample_rate();
+    let telemetry = Arc::new(Telemetry::default());
+    let bridge = crate::plugins::clean::build_bridge(rate as f32, c, OFFLINE_BLOCK, true, model, device, telemetry).map_err(RenderError::Setup)?;
+    let mut sink = WavSink::create(output, c, rate)?;
+    let report = render_effect(bridge, &mut reader, wet_share(atten_limit_db), |block, n| sink.write(block, n), progress)?;
+    sink.finish()?;
+    Ok(report)
+}
+
 /// What `manifold stems` wrote.
 #[derive(Debug, Clone)]
 pub struct StemFiles {
@@ -562,6 +579,12 @@ fn open_separation(input: &Path, model: crate::plugins::stems::StemsModel, mode:
     Ok((reader, bridge))
 }
 
+/// The file a stem is written to in a stems folder: "Target voice" ->
+/// `target_voice.wav`.
+pub fn stem_file_name(stem: &str) -> String {
+    format!("{}.wav", stem.to_lowercase().replace(' ', "_"))
+}
+
 /// `manifold stems`: separates a file of any length into one WAV per stem in
 /// `out_dir`, streaming (bounded memory), through Stems' bridge: offline
 /// (full context, `SeparationMode::Offline`) or with a live setting's plan.
@@ -579,7 +602,7 @@ pub fn render_stems_to_dir(
     let mut files = Vec::new();
     let mut sinks = Vec::new();
     for name in &model.stems {
-        let path = out_dir.join(format!("{}.wav", name.to_lowercase().replace(' ', "_")));
+        let path = out_dir.join(stem_file_name(name));
         sinks.push(WavSink::create(&path, c, rate)?);
         files.push(path);
     }
@@ -603,20 +626,30 @@ pub fn render_stems_to_dir(
 /// `manifold isolate`: keeps one speaker (enrolled from `voice`, a recording
 /// of that person alone) and writes it to `output`, aligned to the input.
 pub fn render_isolated(input: &Path, voice: &Path, output: &Path, device: Device, progress: impl FnMut(u64, Option<u64>)) -> Result<RenderReport, RenderError> {
+    let embedding = enrol_voice(voice, device)?;
+    render_isolated_with(input, &embedding, output, device, progress)
+}
+
+/// The speaker embedding of `voice`, a recording of the target speaker alone
+/// (done once for a whole batch). Main thread.
+pub fn enrol_voice(voice: &Path, device: Device) -> Result<Vec<f32>, RenderError> {
     use crate::pipelines::isolate_voicefilter::speaker_embedding;
-    use crate::plugins::stems::StemsModel;
     let reference = read_audio(voice)?;
     let mono: Vec<f32> = (0..reference.frames())
         .map(|i| reference.channels.iter().map(|c| c[i]).sum::<f32>() / reference.channels.len() as f32)
         .collect();
     crate::runtime::onnx::environment().map_err(|e| RenderError::Model(e.to_string()))?;
     let installed = crate::runtime::store::find_model("voicefilter_lite").map_err(|e| RenderError::Model(e.to_string()))?;
-    let embedding = speaker_embedding(&installed.dir, device, &mono, reference.sample_rate).map_err(|e| RenderError::Model(format!("enrolling {}: {e}", voice.display())))?;
+    speaker_embedding(&installed.dir, device, &mono, reference.sample_rate).map_err(|e| RenderError::Model(format!("enrolling {}: {e}", voice.display())))
+}
 
+/// [`render_isolated`] with the target speaker's embedding already made.
+pub fn render_isolated_with(input: &Path, embedding: &[f32], output: &Path, device: Device, progress: impl FnMut(u64, Option<u64>)) -> Result<RenderReport, RenderError> {
+    use crate::plugins::stems::StemsModel;
     let (mut reader, bridge) = open_separation(input, StemsModel::voice_isolation(), crate::plugins::stems::SeparationMode::Offline, device)?;
     let (c, rate) = (reader.channels(), reader.sample_rate());
     // Before the first block: the worker applies it before it reads any audio.
-    bridge.shared().set_target_embedding(embedding);
+    bridge.shared().set_target_embedding(embedding.to_vec());
     let mut sink = WavSink::create(output, c, rate)?;
     let report = render_stems(bridge, &mut reader, |stems, _dry, n| sink.write(&stems[..c], n), progress)?;
     sink.finish()?;
@@ -644,30 +677,57 @@ pub struct ConvertSettings {
 /// bridge (offline: full-context vocoder blocks, deterministic), streamed
 /// from `input` to a WAV at `output`, aligned, same length.
 pub fn render_converted(input: &Path, output: &Path, settings: &ConvertSettings, progress: impl FnMut(u64, Option<u64>)) -> Result<RenderReport, RenderError> {
-    use crate::plugins::voice::{ConversionMode, VoiceModel, VoiceSetup};
-    let models = VoiceModel::available();
-    let chosen = models.iter().find(|m| m.cli_name() == settings.model).cloned().ok_or_else(|| {
-        let names: Vec<String> = models.iter().map(|m| m.cli_name()).collect();
-        RenderError::Setup(format!("unknown voice model '{}' (choose from: {})", settings.model, names.join(", ")))
-    })?;
-    let target = match (&settings.target, chosen.needs_target()) {
-        (Some(path), _) => {
-            let reference = read_audio(path)?;
-            let mono: Vec<f32> = (0..reference.frames())
-                .map(|i| reference.channels.iter().map(|c| c[i]).sum::<f32>() / reference.channels.len() as f32)
-                .collect();
-            Some(crate::plugins::voice::learn_target(&mono, reference.sample_rate).map_err(|e| RenderError::Model(format!("target voice {}: {e}", path.display())))?)
-        }
-        (None, true) => return Err(RenderError::Setup("the default voice model needs a target voice: --target REFERENCE.wav (10 s or more of that voice)".into())),
-        (None, false) => None,
-    };
+    render_converted_with(input, output, &PreparedConversion::new(settings)?, progress)
+}
+
+/// A conversion's model and learned target voice, made once for a batch.
+#[derive(Clone)]
+pub struct PreparedConversion {
+    settings: ConvertSettings,
+    model: crate::plugins::voice::VoiceModel,
+    target: Option<Arc<crate::pipelines::convert_voice::TargetVoice>>,
+}
+
+impl PreparedConversion {
+    /// Finds the model and learns the target voice. Main thread.
+    pub fn new(settings: &ConvertSettings) -> Result<Self, RenderError> {
+        use crate::plugins::voice::VoiceModel;
+        let models = VoiceModel::available();
+        let chosen = models.iter().find(|m| m.cli_name() == settings.model).cloned().ok_or_else(|| {
+            let names: Vec<String> = models.iter().map(|m| m.cli_name()).collect();
+            RenderError::Setup(format!("unknown voice model '{}' (choose from: {})", settings.model, names.join(", ")))
+        })?;
+        let target = match (&settings.target, chosen.needs_target()) {
+            (Some(path), _) => {
+                let reference = read_audio(path)?;
+                let mono: Vec<f32> = (0..reference.frames())
+                    .map(|i| reference.channels.iter().map(|c| c[i]).sum::<f32>() / reference.channels.len() as f32)
+                    .collect();
+                Some(crate::plugins::voice::learn_target(&mono, reference.sample_rate).map_err(|e| RenderError::Model(format!("target voice {}: {e}", path.display())))?)
+            }
+            (None, true) => return Err(RenderError::Setup("the default voice model needs a target voice: --target REFERENCE.wav (10 s or more of that voice)".into())),
+            (None, false) => None,
+        };
+        Ok(Self { settings: settings.clone(), model: chosen, target })
+    }
+
+    /// The files the conversion's output depends on (see `VoiceModel::files`).
+    pub fn model_files(&self) -> Vec<std::path::PathBuf> {
+        self.model.files()
+    }
+}
+
+/// [`render_converted`] with the model found and the target learned.
+pub fn render_converted_with(input: &Path, output: &Path, prepared: &PreparedConversion, progress: impl FnMut(u64, Option<u64>)) -> Result<RenderReport, RenderError> {
+    use crate::plugins::voice::{ConversionMode, VoiceSetup};
+    let settings = &prepared.settings;
     let mut reader = AudioReader::open(input)?;
     let c = reader.channels();
     if !(1..=2).contains(&c) {
         return Err(RenderError::Channels { channels: c });
     }
     let rate = reader.sample_rate();
-    let setup = VoiceSetup { sample_rate: rate as f32, channels: c, max_block: OFFLINE_BLOCK, mode: settings.mode, models: vec![chosen], initial_model: 0, device: settings.device };
+    let setup = VoiceSetup { sample_rate: rate as f32, channels: c, max_block: OFFLINE_BLOCK, mode: settings.mode, models: vec![prepared.model.clone()], initial_model: 0, device: settings.device };
     let telemetry = Arc::new(Telemetry::default());
     telemetry.set_conversion(settings.controls);
     let mut bridge = setup.build_bridge(telemetry).map_err(RenderError::Setup)?;
@@ -675,8 +735,8 @@ pub fn render_converted(input: &Path, output: &Path, settings: &ConvertSettings,
         bridge.set_host_state(true, true);
     }
     // Before the first block: the worker applies it before it reads any audio.
-    if target.is_some() {
-        bridge.shared().set_target_voice(target);
+    if prepared.target.is_some() {
+        bridge.shared().set_target_voice(prepared.target.clone());
     }
     let mut sink = WavSink::create(output, c, rate)?;
     let report = render_effect(bridge, &mut reader, settings.wet, |block, n| sink.write(block, n), progress)?;

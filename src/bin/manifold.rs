@@ -121,6 +121,15 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Render a whole library with one task: folders (walked for WAV, FLAC,
+    /// MP3, OGG) or manifests (.txt/.m3u: one path per line). Resumable: run
+    /// the same command again and it skips what is done and retries what
+    /// failed. Exit status 0 when every input is done, 3 when some failed
+    /// (their reasons are printed and in the ledger).
+    Batch {
+        #[command(subcommand)]
+        task: BatchCommand,
+    },
     /// List the models Manifold can use: installed ones with their licence,
     /// and user models (with the reason when one cannot be used).
     Models,
@@ -134,6 +143,124 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         channels: usize,
     },
+}
+
+/// What every `manifold batch` task takes besides its own settings.
+#[derive(clap::Args)]
+struct BatchArgs {
+    /// Folders, manifests (.txt, .lst, .m3u) or audio files.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Output folder: results keep the inputs' folder layout, and the ledger
+    /// (manifold-ledger*.jsonl) lives here.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Files rendered at once (default: one per core).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Threads each file's model uses (default: the cores divided by --jobs).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Only the inputs whose name falls in shard K of N (a cluster run: one
+    /// shard per task, each with its own ledger file in the output folder).
+    #[arg(long)]
+    shard: Option<manifold::batch::Shard>,
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum BatchCommand {
+    /// `manifold clean` on every input: OUT/<name>.wav.
+    Clean {
+        #[command(flatten)]
+        batch: BatchArgs,
+        #[arg(long, default_value = "dfn3", value_parser = parse_model)]
+        model: CleanModel,
+        #[arg(long = "atten-lim", default_value_t = 100.0)]
+        atten_lim: f32,
+        #[arg(long)]
+        gpu: bool,
+    },
+    /// `manifold stems` on every input: OUT/<name>/<stem>.wav.
+    Stems {
+        #[command(flatten)]
+        batch: BatchArgs,
+        #[arg(long, default_value = "spleeter")]
+        model: String,
+        #[arg(long, default_value = "full", value_parser = parse_quality)]
+        quality: SeparationMode,
+        #[arg(long)]
+        cpu: bool,
+    },
+    /// `manifold convert` on every input: OUT/<name>.wav.
+    Convert {
+        #[command(flatten)]
+        batch: BatchArgs,
+        #[arg(long)]
+        target: Option<PathBuf>,
+        #[arg(long, default_value = "default")]
+        model: String,
+        #[arg(long, default_value_t = manifold::pipelines::convert_voice::DEFAULT_STRENGTH)]
+        strength: f32,
+        #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+        transpose: f32,
+        #[arg(long, default_value_t = 0)]
+        speaker: i64,
+        #[arg(long, default_value_t = 1.0)]
+        mix: f32,
+        #[arg(long)]
+        cpu: bool,
+        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "balanced", value_parser = LiveVoice::from_cli_name)]
+        live: Option<LiveVoice>,
+    },
+    /// `manifold isolate` on every input: OUT/<name>.wav.
+    Isolate {
+        #[command(flatten)]
+        batch: BatchArgs,
+        #[arg(long)]
+        voice: PathBuf,
+        #[arg(long)]
+        cpu: bool,
+    },
+}
+
+fn find_stems_model(model: &str) -> Result<manifold::plugins::stems::StemsModel, RenderError> {
+    let models = manifold::plugins::stems::StemsModel::available();
+    models
+        .iter()
+        .find(|m| m.cli_name() == model)
+        .cloned()
+        .ok_or_else(|| RenderError::Setup(format!("unknown model '{model}' (choose from: {})", models.iter().map(|m| m.cli_name()).collect::<Vec<_>>().join(", "))))
+}
+
+/// `manifold batch`: exit status 0 when every input is done, 3 when some failed.
+fn run_batch(command: BatchCommand) -> Result<ExitCode, RenderError> {
+    use manifold::batch::{self, BatchTask};
+    let (task, args) = match command {
+        BatchCommand::Clean { batch, model, atten_lim, gpu } => (BatchTask::Clean { model, atten_limit_db: atten_lim, device: if gpu { Device::Cuda } else { Device::Cpu } }, batch),
+        BatchCommand::Stems { batch, model, quality, cpu } => (BatchTask::Stems { model: find_stems_model(&model)?, mode: quality, device: if cpu { Device::Cpu } else { Device::Cuda } }, batch),
+        BatchCommand::Convert { batch, target, model, strength, transpose, speaker, mix, cpu, live } => {
+            let settings = offline::ConvertSettings {
+                model,
+                target,
+                controls: manifold::pipelines::ConversionControls { strength: strength.clamp(0.0, 1.0), transpose_semitones: transpose, speaker_id: speaker },
+                wet: mix.clamp(0.0, 1.0),
+                device: if cpu { Device::Cpu } else { Device::Cuda },
+                mode: live.map_or(ConversionMode::Offline, ConversionMode::Live),
+            };
+            (BatchTask::Convert { prepared: Box::new(offline::PreparedConversion::new(&settings)?), settings }, batch)
+        }
+        BatchCommand::Isolate { batch, voice, cpu } => {
+            let device = if cpu { Device::Cpu } else { Device::Cuda };
+            (BatchTask::Isolate { embedding: offline::enrol_voice(&voice, device)?, voice, device }, batch)
+        }
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let options = batch::BatchOptions { out_dir: args.output, jobs: args.jobs.unwrap_or(cores), threads: args.threads, shard: args.shard, quiet: args.quiet };
+    let summary = batch::run(&task, &args.inputs, &options).map_err(|e| RenderError::Setup(e.to_string()))?;
+    eprintln!("manifold batch {}: {}", task.cli_name(), summary.describe());
+    Ok(if summary.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(3) })
 }
 
 fn print_models() {
@@ -203,7 +330,17 @@ fn parse_model(name: &str) -> Result<CleanModel, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    let command = match cli.command {
+        // Its own exit status: some inputs can fail while the batch goes on.
+        Command::Batch { task } => {
+            return run_batch(task).unwrap_or_else(|e| {
+                eprintln!("manifold batch: {e}");
+                ExitCode::FAILURE
+            })
+        }
+        other => other,
+    };
+    match run(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("manifold: {e}");
@@ -212,8 +349,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), RenderError> {
-    match cli.command {
+fn run(command: Command) -> Result<(), RenderError> {
+    match command {
         Command::Clean { input, output, model, atten_lim, gpu, quiet } => {
             let audio = offline::read_audio(&input)?;
             let bar = if quiet || audio.seconds() < 5.0 { ProgressBar::hidden() } else { ProgressBar::new(audio.frames() as u64) };
@@ -297,6 +434,7 @@ fn run(cli: Cli) -> Result<(), RenderError> {
             }
             Ok(())
         }
+        Command::Batch { task } => run_batch(task).map(|_| ()),
         Command::Models => {
             print_models();
             Ok(())

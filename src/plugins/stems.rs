@@ -92,7 +92,7 @@ impl SeparationMode {
     /// share the machine and the audio thread must keep a core).
     pub fn threads(self) -> usize {
         match self {
-            SeparationMode::Offline => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            SeparationMode::Offline => crate::runtime::onnx::offline_threads(),
             SeparationMode::Live(_) => 1,
         }
     }
@@ -129,6 +129,17 @@ impl StemsModel {
         let sidecar = entry.sidecar.as_ref().ok()?;
         let stems = [sidecar.primary_stem.clone(), sidecar.other_stem()];
         Some(Self { name: format!("{} (user MDX-Net)", entry.name), stems, kind: StemsModelKind::UserMdx(Box::new(entry)) })
+    }
+
+    /// The files this model's output depends on (weights, sidecar), for
+    /// `manifold batch`'s ledger: a changed file means a new render. Main thread.
+    pub fn files(&self) -> Vec<std::path::PathBuf> {
+        let installed = |id: &str| store::find_model(id).map(|m| vec![m.file_path()]).unwrap_or_default();
+        match &self.kind {
+            StemsModelKind::Spleeter => installed("spleeter_2stems"),
+            StemsModelKind::VoiceIsolation => installed("voicefilter_lite"),
+            StemsModelKind::UserMdx(e) => vec![e.onnx.clone(), e.sidecar_path.clone()],
+        }
     }
 
     /// Name on the command line.

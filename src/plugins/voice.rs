@@ -126,6 +126,23 @@ impl VoiceModel {
         Self { name: "Any voice from a reference (built-in)".into(), kind: VoiceModelKind::Default }
     }
 
+    /// The files this model's output depends on (weights, sidecar, content
+    /// encoder), for `manifold batch`'s ledger. Main thread.
+    pub fn files(&self) -> Vec<std::path::PathBuf> {
+        let installed = |id: &str| crate::runtime::store::find_model(id).map(|m| m.file_path()).ok();
+        match &self.kind {
+            VoiceModelKind::Default => [convert_voice::CONTENT_MODEL_ID, crate::pipelines::vocoder_hifigan::MODEL_ID].into_iter().filter_map(installed).collect(),
+            VoiceModelKind::UserRvc(m) => {
+                let mut files = vec![m.onnx.clone(), m.sidecar_path.clone()];
+                if let Ok(s) = &m.settings {
+                    files.push(s.encoder.clone());
+                    files.extend(s.pitch_model.clone());
+                }
+                files
+            }
+        }
+    }
+
     /// Name on the command line.
     pub fn cli_name(&self) -> String {
         match &self.kind {
@@ -209,7 +226,7 @@ impl VoiceModel {
         crate::runtime::onnx::environment()?;
         let threads = match mode {
             ConversionMode::Live(_) => 1,
-            ConversionMode::Offline => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ConversionMode::Offline => crate::runtime::onnx::offline_threads(),
         };
         match &self.kind {
             VoiceModelKind::Default => Ok(Box::new(DefaultVoiceConverter::load_installed(

@@ -85,6 +85,25 @@ fn load_environment(lib: &Path) -> Result<Environment, RuntimeError> {
     Ok(env)
 }
 
+/// Intra-op threads an offline render gives one model; 0: every core.
+static OFFLINE_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Intra-op threads for offline renders: every core the process may use,
+/// unless [`set_offline_threads`] chose fewer (`manifold batch` renders
+/// several files at once, each on its share of the cores). Any thread.
+pub fn offline_threads() -> usize {
+    match OFFLINE_THREADS.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// Sets the intra-op threads of offline renders opened from now on (0: every
+/// core). Main thread, before rendering.
+pub fn set_offline_threads(threads: usize) {
+    OFFLINE_THREADS.store(threads, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Opens `model` for real-time use: one intra-op thread (operators run on the
 /// calling worker thread, which has flush-to-zero set), no spinning,
 /// sequential execution, denormals as zero.
