@@ -29,13 +29,14 @@ fn main() -> Result<()> {
         "bundle" => bundle(&root, &rest),
         "demo" => demo(&root),
         "test" => test(&root),
+        "test-cluster" => test_cluster(&root),
         "bench" => bench(&root),
         "quality" => quality(&root, &rest),
         "bench-voice" => bench_voice(&root),
         "voice-live" => voice_live(&root),
         "train-content" => train_content(&root, &rest),
         "install" => install(&root),
-        _ => bail!("usage: cargo xtask <models [IDS..] | bundle manifold [--release] | demo | test | bench | bench-voice | voice-live | quality | train-content [--exact] | install>"),
+        _ => bail!("usage: cargo xtask <models [IDS..] | bundle manifold [--release] | demo | test | test-cluster | bench | bench-voice | voice-live | quality | train-content [--exact] | install>"),
     }
 }
 
@@ -159,7 +160,23 @@ fn test(root: &Path) -> Result<()> {
         .arg(root.join("target/bundled"))
         .arg(root.join("target/debug/manifold"))
         .arg(root.join("target/testdata")))?;
-    Ok(())
+    // Ring 5: `manifold batch` across a local Ray cluster with a node killed.
+    ray_cluster(root, &py)
+}
+
+/// `cargo xtask test-cluster`: only the Ray ring of `cargo xtask test`
+/// (builds the CLI; the models must be installed).
+fn test_cluster(root: &Path) -> Result<()> {
+    models::install(root, &[])?;
+    run(Command::new("cargo").args(["build", "-p", "manifold", "--bin", "manifold"]))?;
+    let py = venv::python(root)?;
+    ray_cluster(root, &py)
+}
+
+/// tests/ray_cluster.py: a head and three worker nodes started on this
+/// machine, `cluster/ray_batch.py` rendering a library, one node killed.
+fn ray_cluster(root: &Path, py: &Path) -> Result<()> {
+    run(Command::new(py).arg("tests/ray_cluster.py").arg(root.join("target/debug/manifold")).arg(root.join("target/ray-cluster-test")))
 }
 
 /// Installs Debian's Ardour (apt package `ardour`, without its

@@ -20,6 +20,8 @@ const PACKAGES: &[&str] = &[
     // content (phone posterior) model.
     "pocketsphinx==5.1.1",
     "scikit-learn==1.9.1",
+    // `manifold batch` across machines (cluster/ray_batch.py) and its test.
+    "ray==2.60.0",
 ];
 
 /// Creates `target/venv` with the pinned packages (idempotent) and returns
