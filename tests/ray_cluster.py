@@ -1,6 +1,7 @@
 """`manifold batch` on a Ray cluster, with a node killed mid-run.
 
 usage: python tests/ray_cluster.py path/to/manifold WORK_DIR
+       python tests/ray_cluster.py path/to/manifold WORK_DIR --bench [SONGS]
 
 Starts a local Ray cluster on this machine: a head node (no CPUs, so it
 only coordinates) and three worker nodes, each its own `ray start` with its
@@ -15,6 +16,11 @@ finished part of its shard, and checks that:
 - no temporary file is left, and a single-machine run over the cluster's
   output folder finds everything done.
 Prints one line per check; exits 1 if any failed.
+
+With --bench: no kill and no checks; SONGS (default 12) songs of 3-5 min,
+rendered by one `manifold batch --jobs 2` and by the driver on a local
+cluster of two 1-CPU worker nodes (the same two cores), and the times
+printed as a table.
 """
 import json
 import os
@@ -193,5 +199,41 @@ def main():
     return 1 if failed else 0
 
 
+def bench(songs):
+    lib, single_out, cluster_out = (os.path.join(WORK, d) for d in ("library", "single", "cluster"))
+    subprocess.run(["rm", "-rf", WORK], check=True)
+    seconds = 0
+    for i in range(songs):
+        length = 180 + (i * 53) % 121
+        song(os.path.join(lib, f"artist{i % 3}", f"song{i:02d}.wav"), length, i)
+        seconds += length
+    started = time.time()
+    subprocess.run([MANIFOLD, "batch", "stems", "--cpu", "-q", "--jobs", "2", "--threads", "1", lib, "-o", single_out], check=True)
+    single = time.time() - started
+    port = free_port()
+    try:
+        ray_start("--head", f"--port={port}", "--num-cpus=0", "--include-dashboard=false")
+        for _ in range(2):
+            ray_start(f"--address=127.0.0.1:{port}", "--num-cpus=1", f"--node-manager-port={free_port()}")
+        started = time.time()
+        subprocess.run([sys.executable, DRIVER, "--address", f"127.0.0.1:{port}", "--manifold", MANIFOLD,
+                        "stems", "--cpu", lib, "-o", cluster_out], check=True, env=ENV)
+        cluster = time.time() - started
+    finally:
+        subprocess.run([RAY, "stop", "--force"], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    same = tree(single_out) == tree(cluster_out)
+    print(f"\n## `manifold batch stems`: {songs} songs, {seconds / 60:.0f} min of 44.1 kHz stereo, this machine's 2 cores")
+    print("| run | wall | files per hour | × real time |")
+    print("|---|---|---|---|")
+    for name, wall in (("one machine: `manifold batch --jobs 2`", single),
+                       ("Ray: head + 2 worker nodes × 1 CPU, `cluster/ray_batch.py` (8 shards)", cluster)):
+        print(f"| {name} | {wall:.1f} s | {songs * 3600 / wall:.0f} | {seconds / wall:.1f}× |")
+    print(f"Ray / one machine wall time: {cluster / single:.2f}; outputs byte-identical: {same}")
+    return 0 if same else 1
+
+
 if __name__ == "__main__":
+    if "--bench" in sys.argv:
+        rest = sys.argv[sys.argv.index("--bench") + 1:]
+        sys.exit(bench(int(rest[0]) if rest else 12))
     sys.exit(main())

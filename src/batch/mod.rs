@@ -461,18 +461,19 @@ pub fn run(task: &BatchTask, inputs: &[PathBuf], options: &BatchOptions) -> Resu
 impl Summary {
     /// What the user reads at the end.
     pub fn describe(&self) -> String {
-        let mut s = format!(
-            "{} rendered, {} skipped (already done), {} failed; {:.1} s of audio in {:.1} s ({:.1}x real time; {} file(s) at once, {} thread(s) each); ledger {}",
-            self.rendered,
-            self.skipped,
-            self.failed.len(),
-            self.audio_seconds,
-            self.wall_seconds,
-            self.audio_seconds / self.wall_seconds.max(1e-9),
-            self.jobs,
-            self.threads,
-            self.ledger.display()
-        );
+        let speed = if self.rendered == 0 {
+            String::new()
+        } else {
+            format!(
+                "; {:.1} s of audio in {:.1} s ({:.1}x real time; {} file(s) at once, {} thread(s) each)",
+                self.audio_seconds,
+                self.wall_seconds,
+                self.audio_seconds / self.wall_seconds.max(1e-9),
+                self.jobs,
+                self.threads
+            )
+        };
+        let mut s = format!("{} rendered, {} skipped (already done), {} failed{speed}; ledger {}", self.rendered, self.skipped, self.failed.len(), self.ledger.display());
         for (input, reason) in &self.failed {
             s.push_str(&format!("\n  failed: {input}: {reason}"));
         }
