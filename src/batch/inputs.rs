@@ -217,7 +217,7 @@ pub fn plan(inputs: &[PathBuf], out_dir: &Path, shard: Option<Shard>) -> Result<
             plan.clashes.push((input.clone(), format!("another input would write the same output '{name}': rename one, or render them in separate batches")));
             continue;
         }
-        if shard.map_or(true, |s| s.holds(name)) {
+        if shard.is_none_or(|s| s.holds(name)) {
             plan.jobs.push(Job { input: input.clone(), name: name.clone() });
         }
     }
@@ -242,7 +242,7 @@ mod tests {
         }
         let out = dir.path().join("out");
         std::fs::create_dir_all(&out).unwrap();
-        let plan = plan(&[root.clone()], &std::fs::canonicalize(&out).unwrap(), None).unwrap();
+        let plan = plan(std::slice::from_ref(&root), &std::fs::canonicalize(&out).unwrap(), None).unwrap();
         let names: Vec<&str> = plan.jobs.iter().map(|j| j.name.as_str()).collect();
         assert_eq!(names, ["a", "b/1", "b/2", "c/d/e"]);
         assert!(plan.clashes.is_empty());
