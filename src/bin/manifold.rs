@@ -352,24 +352,22 @@ fn main() -> ExitCode {
 fn run(command: Command) -> Result<(), RenderError> {
     match command {
         Command::Clean { input, output, model, atten_lim, gpu, quiet } => {
-            let audio = offline::read_audio(&input)?;
-            let bar = if quiet || audio.seconds() < 5.0 { ProgressBar::hidden() } else { ProgressBar::new(audio.frames() as u64) };
-            bar.set_style(
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {percent}% ({eta} left)")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
+            // Streamed from the file to the output: memory does not grow with its length.
+            let header = offline::AudioReader::open(&input)?;
+            let (rate, channels) = (header.sample_rate(), header.channels());
+            drop(header);
+            let bar = progress_bar(quiet);
             let device = if gpu { Device::Cuda } else { Device::Cpu };
-            let (out, report) = offline::render_clean(&audio, model, atten_lim, device, |done, _| bar.set_position(done as u64))?;
+            let report = offline::render_clean_file(&input, &output, model, atten_lim, device, show_progress(&bar))?;
             bar.finish_and_clear();
-            offline::write_wav(&output, &out)?;
             if !quiet {
                 eprintln!("{}", report.status);
                 eprintln!(
                     "{} Hz, {} ch, {:.1} s (offline {}; compensated, output aligned to input); real-time factor {:.3} ({:.1}x real time)",
-                    audio.sample_rate,
-                    audio.channels.len(),
+                    rate,
+                    channels,
                     report.audio_seconds,
-                    report.latency.describe(audio.sample_rate as f32),
+                    report.latency.describe(rate as f32),
                     report.real_time_factor(),
                     1.0 / report.real_time_factor()
                 );
