@@ -537,9 +537,18 @@ pub fn render_clean_file(input: &Path, output: &Path, model: crate::plugins::cle
     let telemetry = Arc::new(Telemetry::default());
     let bridge = crate::plugins::clean::build_bridge(rate as f32, c, OFFLINE_BLOCK, true, model, device, telemetry).map_err(RenderError::Setup)?;
     let mut sink = WavSink::create(output, c, rate)?;
-    let report = render_effect(bridge, &mut reader, wet_share(atten_limit_db), |block, n| sink.write(block, n), progress)?;
-    sink.finish()?;
-    Ok(report)
+    let rendered = render_effect(bridge, &mut reader, wet_share(atten_limit_db), |block, n| sink.write(block, n), progress);
+    finish_or_remove(output, sink, rendered)
+}
+
+/// Finishes `sink` after a render; when the render or the finish failed,
+/// removes the file, so a failed render leaves no output behind.
+fn finish_or_remove(output: &Path, sink: WavSink, rendered: Result<RenderReport, RenderError>) -> Result<RenderReport, RenderError> {
+    let finished = rendered.and_then(|report| sink.finish().map(|_| report).map_err(RenderError::from));
+    if finished.is_err() {
+        let _ = std::fs::remove_file(output);
+    }
+    finished
 }
 
 /// What `manifold stems` wrote.
@@ -651,9 +660,8 @@ pub fn render_isolated_with(input: &Path, embedding: &[f32], output: &Path, devi
     // Before the first block: the worker applies it before it reads any audio.
     bridge.shared().set_target_embedding(embedding.to_vec());
     let mut sink = WavSink::create(output, c, rate)?;
-    let report = render_stems(bridge, &mut reader, |stems, _dry, n| sink.write(&stems[..c], n), progress)?;
-    sink.finish()?;
-    Ok(report)
+    let rendered = render_stems(bridge, &mut reader, |stems, _dry, n| sink.write(&stems[..c], n), progress);
+    finish_or_remove(output, sink, rendered)
 }
 
 /// What `manifold convert` does besides the input and output.
@@ -739,7 +747,6 @@ pub fn render_converted_with(input: &Path, output: &Path, prepared: &PreparedCon
         bridge.shared().set_target_voice(prepared.target.clone());
     }
     let mut sink = WavSink::create(output, c, rate)?;
-    let report = render_effect(bridge, &mut reader, settings.wet, |block, n| sink.write(block, n), progress)?;
-    sink.finish()?;
-    Ok(report)
+    let rendered = render_effect(bridge, &mut reader, settings.wet, |block, n| sink.write(block, n), progress);
+    finish_or_remove(output, sink, rendered)
 }

@@ -26,15 +26,8 @@ enum Command {
         /// Output WAV (32-bit float), aligned to the input, same length.
         #[arg(short, long)]
         output: PathBuf,
-        /// Enhancement model: dfn3 (DeepFilterNet3), gtcrn, nsnet2 or rnnoise.
-        #[arg(long, default_value = "dfn3", value_parser = parse_model)]
-        model: CleanModel,
-        /// Remove at most this much noise, in dB (100 = no limit).
-        #[arg(long = "atten-lim", default_value_t = 100.0)]
-        atten_lim: f32,
-        /// Run the model on the GPU (CUDA) when available.
-        #[arg(long)]
-        gpu: bool,
+        #[command(flatten)]
+        options: CleanOptions,
         /// No progress bar.
         #[arg(short, long)]
         quiet: bool,
@@ -47,36 +40,21 @@ enum Command {
         /// Output folder (created if needed).
         #[arg(short, long)]
         output: PathBuf,
-        /// Separation model: spleeter (default) or the name of a user model.
-        #[arg(long, default_value = "spleeter")]
-        model: String,
-        /// full: offline, full context (best). low, balanced, quality: the
-        /// plugin's live plan of that name (its "Live quality" setting), as a
-        /// host exports the plugin it activated in real time.
-        #[arg(long, default_value = "full", value_parser = parse_quality)]
-        quality: SeparationMode,
-        /// Stay on the CPU. By default the model runs on the GPU through the
-        /// CUDA provider when ONNX Runtime has one, else on the CPU (the
-        /// status line says which, and why).
-        #[arg(long)]
-        cpu: bool,
+        #[command(flatten)]
+        options: StemsOptions,
         #[arg(short, long)]
         quiet: bool,
     },
     /// Keep one speaker and remove the others (VoiceFilter-Lite): the voice is
     /// enrolled from a recording of that person alone (3 s or more, 5-10 s best).
     Isolate {
-        /// Recording of the target speaker alone.
-        #[arg(long)]
-        voice: PathBuf,
+        #[command(flatten)]
+        options: IsolateOptions,
         /// Input audio (WAV, FLAC, MP3, OGG), mono or stereo.
         input: PathBuf,
         /// Output WAV (32-bit float): the target voice, aligned to the input.
         #[arg(short, long)]
         output: PathBuf,
-        /// Stay on the CPU (default: GPU when available, as for `stems`).
-        #[arg(long)]
-        cpu: bool,
         #[arg(short, long)]
         quiet: bool,
     },
@@ -85,39 +63,13 @@ enum Command {
     /// The default model converts to any voice given a recording of it; user
     /// RVC models (in the user models folder) are their own target.
     Convert {
-        /// Recording of the target voice alone (10 s to a few minutes).
-        #[arg(long)]
-        target: Option<PathBuf>,
-        /// Voice model: default, or the name of a user RVC model.
-        #[arg(long, default_value = "default")]
-        model: String,
-        /// 0 keeps every word (only the pitch range moves), 1 sounds most
-        /// like the target.
-        #[arg(long, default_value_t = manifold::pipelines::convert_voice::DEFAULT_STRENGTH)]
-        strength: f32,
-        /// Transpose, in semitones (on top of the target's pitch range).
-        #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
-        transpose: f32,
-        /// Speaker id (multi-speaker RVC models).
-        #[arg(long, default_value_t = 0)]
-        speaker: i64,
-        /// Dry/wet, 0 to 1.
-        #[arg(long, default_value_t = 1.0)]
-        mix: f32,
+        #[command(flatten)]
+        options: ConvertOptions,
         /// Input audio (WAV, FLAC, MP3, OGG), mono or stereo.
         input: PathBuf,
         /// Output WAV (32-bit float), aligned to the input, same length.
         #[arg(short, long)]
         output: PathBuf,
-        /// Stay on the CPU (default: GPU when available, as for `stems`).
-        #[arg(long)]
-        cpu: bool,
-        /// Render with the plugin's live (real-time) settings instead of the
-        /// full-context offline ones, as a host exports the plugin it
-        /// activated in real time: --live=low, --live=balanced (the plugin's
-        /// default, and what --live alone means) or --live=quality.
-        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "balanced", value_parser = LiveVoice::from_cli_name)]
-        live: Option<LiveVoice>,
         #[arg(short, long)]
         quiet: bool,
     },
@@ -165,6 +117,7 @@ struct BatchArgs {
     /// shard per task, each with its own ledger file in the output folder).
     #[arg(long)]
     shard: Option<manifold::batch::Shard>,
+    /// No progress bar and no line per input (the summary still prints).
     #[arg(short, long)]
     quiet: bool,
 }
@@ -175,54 +128,125 @@ enum BatchCommand {
     Clean {
         #[command(flatten)]
         batch: BatchArgs,
-        #[arg(long, default_value = "dfn3", value_parser = parse_model)]
-        model: CleanModel,
-        #[arg(long = "atten-lim", default_value_t = 100.0)]
-        atten_lim: f32,
-        #[arg(long)]
-        gpu: bool,
+        #[command(flatten)]
+        options: CleanOptions,
     },
     /// `manifold stems` on every input: OUT/<name>/<stem>.wav.
     Stems {
         #[command(flatten)]
         batch: BatchArgs,
-        #[arg(long, default_value = "spleeter")]
-        model: String,
-        #[arg(long, default_value = "full", value_parser = parse_quality)]
-        quality: SeparationMode,
-        #[arg(long)]
-        cpu: bool,
+        #[command(flatten)]
+        options: StemsOptions,
     },
     /// `manifold convert` on every input: OUT/<name>.wav.
     Convert {
         #[command(flatten)]
         batch: BatchArgs,
-        #[arg(long)]
-        target: Option<PathBuf>,
-        #[arg(long, default_value = "default")]
-        model: String,
-        #[arg(long, default_value_t = manifold::pipelines::convert_voice::DEFAULT_STRENGTH)]
-        strength: f32,
-        #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
-        transpose: f32,
-        #[arg(long, default_value_t = 0)]
-        speaker: i64,
-        #[arg(long, default_value_t = 1.0)]
-        mix: f32,
-        #[arg(long)]
-        cpu: bool,
-        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "balanced", value_parser = LiveVoice::from_cli_name)]
-        live: Option<LiveVoice>,
+        #[command(flatten)]
+        options: ConvertOptions,
     },
     /// `manifold isolate` on every input: OUT/<name>.wav.
     Isolate {
         #[command(flatten)]
         batch: BatchArgs,
-        #[arg(long)]
-        voice: PathBuf,
-        #[arg(long)]
-        cpu: bool,
+        #[command(flatten)]
+        options: IsolateOptions,
     },
+}
+
+/// `clean`'s settings (one file or a batch).
+#[derive(clap::Args)]
+struct CleanOptions {
+    /// Enhancement model: dfn3 (DeepFilterNet3), gtcrn, nsnet2 or rnnoise.
+    #[arg(long, default_value = "dfn3", value_parser = parse_model)]
+    model: CleanModel,
+    /// Remove at most this much noise, in dB (100 = no limit).
+    #[arg(long = "atten-lim", default_value_t = 100.0)]
+    atten_lim: f32,
+    /// Run the model on the GPU (CUDA) when available.
+    #[arg(long)]
+    gpu: bool,
+}
+
+impl CleanOptions {
+    fn device(&self) -> Device {
+        if self.gpu { Device::Cuda } else { Device::Cpu }
+    }
+}
+
+/// `stems`' settings.
+#[derive(clap::Args)]
+struct StemsOptions {
+    /// Separation model: spleeter (default) or the name of a user model.
+    #[arg(long, default_value = "spleeter")]
+    model: String,
+    /// full: offline, full context (best). low, balanced, quality: the
+    /// plugin's live plan of that name (its "Live quality" setting), as a
+    /// host exports the plugin it activated in real time.
+    #[arg(long, default_value = "full", value_parser = parse_quality)]
+    quality: SeparationMode,
+    /// Stay on the CPU. By default the model runs on the GPU through the
+    /// CUDA provider when ONNX Runtime has one, else on the CPU (the
+    /// status line says which, and why).
+    #[arg(long)]
+    cpu: bool,
+}
+
+/// `isolate`'s settings.
+#[derive(clap::Args)]
+struct IsolateOptions {
+    /// Recording of the target speaker alone.
+    #[arg(long)]
+    voice: PathBuf,
+    /// Stay on the CPU (default: GPU when available, as for `stems`).
+    #[arg(long)]
+    cpu: bool,
+}
+
+/// `convert`'s settings.
+#[derive(clap::Args)]
+struct ConvertOptions {
+    /// Recording of the target voice alone (10 s to a few minutes).
+    #[arg(long)]
+    target: Option<PathBuf>,
+    /// Voice model: default, or the name of a user RVC model.
+    #[arg(long, default_value = "default")]
+    model: String,
+    /// 0 keeps every word (only the pitch range moves), 1 sounds most
+    /// like the target.
+    #[arg(long, default_value_t = manifold::pipelines::convert_voice::DEFAULT_STRENGTH)]
+    strength: f32,
+    /// Transpose, in semitones (on top of the target's pitch range).
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    transpose: f32,
+    /// Speaker id (multi-speaker RVC models).
+    #[arg(long, default_value_t = 0)]
+    speaker: i64,
+    /// Dry/wet, 0 to 1.
+    #[arg(long, default_value_t = 1.0)]
+    mix: f32,
+    /// Stay on the CPU (default: GPU when available, as for `stems`).
+    #[arg(long)]
+    cpu: bool,
+    /// Render with the plugin's live (real-time) settings instead of the
+    /// full-context offline ones, as a host exports the plugin it
+    /// activated in real time: --live=low, --live=balanced (the plugin's
+    /// default, and what --live alone means) or --live=quality.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "balanced", value_parser = LiveVoice::from_cli_name)]
+    live: Option<LiveVoice>,
+}
+
+impl ConvertOptions {
+    fn settings(self) -> offline::ConvertSettings {
+        offline::ConvertSettings {
+            model: self.model,
+            target: self.target,
+            controls: manifold::pipelines::ConversionControls { strength: self.strength.clamp(0.0, 1.0), transpose_semitones: self.transpose, speaker_id: self.speaker },
+            wet: self.mix.clamp(0.0, 1.0),
+            device: if self.cpu { Device::Cpu } else { Device::Cuda },
+            mode: self.live.map_or(ConversionMode::Offline, ConversionMode::Live),
+        }
+    }
 }
 
 fn find_stems_model(model: &str) -> Result<manifold::plugins::stems::StemsModel, RenderError> {
@@ -238,22 +262,17 @@ fn find_stems_model(model: &str) -> Result<manifold::plugins::stems::StemsModel,
 fn run_batch(command: BatchCommand) -> Result<ExitCode, RenderError> {
     use manifold::batch::{self, BatchTask};
     let (task, args) = match command {
-        BatchCommand::Clean { batch, model, atten_lim, gpu } => (BatchTask::Clean { model, atten_limit_db: atten_lim, device: if gpu { Device::Cuda } else { Device::Cpu } }, batch),
-        BatchCommand::Stems { batch, model, quality, cpu } => (BatchTask::Stems { model: find_stems_model(&model)?, mode: quality, device: if cpu { Device::Cpu } else { Device::Cuda } }, batch),
-        BatchCommand::Convert { batch, target, model, strength, transpose, speaker, mix, cpu, live } => {
-            let settings = offline::ConvertSettings {
-                model,
-                target,
-                controls: manifold::pipelines::ConversionControls { strength: strength.clamp(0.0, 1.0), transpose_semitones: transpose, speaker_id: speaker },
-                wet: mix.clamp(0.0, 1.0),
-                device: if cpu { Device::Cpu } else { Device::Cuda },
-                mode: live.map_or(ConversionMode::Offline, ConversionMode::Live),
-            };
+        BatchCommand::Clean { batch, options } => (BatchTask::Clean { model: options.model, atten_limit_db: options.atten_lim, device: options.device() }, batch),
+        BatchCommand::Stems { batch, options } => {
+            (BatchTask::Stems { model: find_stems_model(&options.model)?, mode: options.quality, device: if options.cpu { Device::Cpu } else { Device::Cuda } }, batch)
+        }
+        BatchCommand::Convert { batch, options } => {
+            let settings = options.settings();
             (BatchTask::Convert { prepared: Box::new(offline::PreparedConversion::new(&settings)?), settings }, batch)
         }
-        BatchCommand::Isolate { batch, voice, cpu } => {
-            let device = if cpu { Device::Cpu } else { Device::Cuda };
-            (BatchTask::Isolate { embedding: offline::enrol_voice(&voice, device)?, voice, device }, batch)
+        BatchCommand::Isolate { batch, options } => {
+            let device = if options.cpu { Device::Cpu } else { Device::Cuda };
+            (BatchTask::Isolate { embedding: offline::enrol_voice(&options.voice, device)?, voice: options.voice, device }, batch)
         }
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -351,14 +370,13 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<(), RenderError> {
     match command {
-        Command::Clean { input, output, model, atten_lim, gpu, quiet } => {
+        Command::Clean { input, output, options, quiet } => {
             // Streamed from the file to the output: memory does not grow with its length.
             let header = offline::AudioReader::open(&input)?;
             let (rate, channels) = (header.sample_rate(), header.channels());
             drop(header);
             let bar = progress_bar(quiet);
-            let device = if gpu { Device::Cuda } else { Device::Cpu };
-            let report = offline::render_clean_file(&input, &output, model, atten_lim, device, show_progress(&bar))?;
+            let report = offline::render_clean_file(&input, &output, options.model, options.atten_lim, options.device(), show_progress(&bar))?;
             bar.finish_and_clear();
             if !quiet {
                 eprintln!("{}", report.status);
@@ -374,16 +392,11 @@ fn run(command: Command) -> Result<(), RenderError> {
             }
             Ok(())
         }
-        Command::Stems { input, output, model, quality, cpu, quiet } => {
-            let models = manifold::plugins::stems::StemsModel::available();
-            let chosen = models
-                .iter()
-                .find(|m| m.cli_name() == model)
-                .cloned()
-                .ok_or_else(|| RenderError::Setup(format!("unknown model '{model}' (choose from: {})", models.iter().map(|m| m.cli_name()).collect::<Vec<_>>().join(", "))))?;
+        Command::Stems { input, output, options, quiet } => {
+            let chosen = find_stems_model(&options.model)?;
             let bar = progress_bar(quiet);
-            let device = if cpu { Device::Cpu } else { Device::Cuda };
-            let done = offline::render_stems_to_dir(&input, &output, chosen, quality, device, show_progress(&bar))?;
+            let device = if options.cpu { Device::Cpu } else { Device::Cuda };
+            let done = offline::render_stems_to_dir(&input, &output, chosen, options.quality, device, show_progress(&bar))?;
             bar.finish_and_clear();
             if !quiet {
                 let r = &done.report;
@@ -403,10 +416,10 @@ fn run(command: Command) -> Result<(), RenderError> {
             }
             Ok(())
         }
-        Command::Isolate { voice, input, output, cpu, quiet } => {
+        Command::Isolate { options, input, output, quiet } => {
             let bar = progress_bar(quiet);
-            let device = if cpu { Device::Cpu } else { Device::Cuda };
-            let report = offline::render_isolated(&input, &voice, &output, device, show_progress(&bar))?;
+            let device = if options.cpu { Device::Cpu } else { Device::Cuda };
+            let report = offline::render_isolated(&input, &options.voice, &output, device, show_progress(&bar))?;
             bar.finish_and_clear();
             if !quiet {
                 eprintln!("{}", report.status);
@@ -414,16 +427,9 @@ fn run(command: Command) -> Result<(), RenderError> {
             }
             Ok(())
         }
-        Command::Convert { target, model, strength, transpose, speaker, mix, input, output, cpu, live, quiet } => {
+        Command::Convert { options, input, output, quiet } => {
             let bar = progress_bar(quiet);
-            let settings = offline::ConvertSettings {
-                model,
-                target,
-                controls: manifold::pipelines::ConversionControls { strength: strength.clamp(0.0, 1.0), transpose_semitones: transpose, speaker_id: speaker },
-                wet: mix.clamp(0.0, 1.0),
-                device: if cpu { Device::Cpu } else { Device::Cuda },
-                mode: live.map_or(ConversionMode::Offline, ConversionMode::Live),
-            };
+            let settings = options.settings();
             let report = offline::render_converted(&input, &output, &settings, show_progress(&bar))?;
             bar.finish_and_clear();
             if !quiet {
