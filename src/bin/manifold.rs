@@ -47,6 +47,8 @@ enum Command {
     },
     /// Keep one speaker and remove the others (VoiceFilter-Lite): the voice is
     /// enrolled from a recording of that person alone (3 s or more, 5-10 s best).
+    /// Does not work yet: the pinned mask model removes almost nothing
+    /// (SI-SDR change -0.05 dB on two-speaker mixtures; see the README).
     Isolate {
         #[command(flatten)]
         options: IsolateOptions,
@@ -145,7 +147,7 @@ enum BatchCommand {
         #[command(flatten)]
         options: ConvertOptions,
     },
-    /// `manifold isolate` on every input: OUT/<name>.wav.
+    /// `manifold isolate` on every input: OUT/<name>.wav (does not work yet, see `isolate`).
     Isolate {
         #[command(flatten)]
         batch: BatchArgs,
@@ -249,6 +251,10 @@ impl ConvertOptions {
     }
 }
 
+/// Printed by `isolate` until a working target-speaker model replaces
+/// VoiceFilter-Lite's (issue 16).
+const ISOLATION_WARNING: &str = "manifold isolate: warning: voice isolation does not work yet: the pinned VoiceFilter-Lite mask model removes almost nothing (SI-SDR change -0.05 dB on two-speaker mixtures; see the README)";
+
 fn find_stems_model(model: &str) -> Result<manifold::plugins::stems::StemsModel, RenderError> {
     let models = manifold::plugins::stems::StemsModel::available();
     models
@@ -271,6 +277,7 @@ fn run_batch(command: BatchCommand) -> Result<ExitCode, RenderError> {
             (BatchTask::Convert { prepared: Box::new(offline::PreparedConversion::new(&settings)?), settings }, batch)
         }
         BatchCommand::Isolate { batch, options } => {
+            eprintln!("{ISOLATION_WARNING}");
             let device = if options.cpu { Device::Cpu } else { Device::Cuda };
             (BatchTask::Isolate { embedding: offline::enrol_voice(&options.voice, device)?, voice: options.voice, device }, batch)
         }
@@ -417,6 +424,7 @@ fn run(command: Command) -> Result<(), RenderError> {
             Ok(())
         }
         Command::Isolate { options, input, output, quiet } => {
+            eprintln!("{ISOLATION_WARNING}");
             let bar = progress_bar(quiet);
             let device = if options.cpu { Device::Cpu } else { Device::Cuda };
             let report = offline::render_isolated(&input, &options.voice, &output, device, show_progress(&bar))?;

@@ -121,8 +121,11 @@ impl StemsModel {
         Self { name: "Spleeter 2-stem (vocals / accompaniment)".into(), stems: ["Vocals".into(), "Accompaniment".into()], kind: StemsModelKind::Spleeter }
     }
 
+    /// VoiceFilter-Lite. Its pinned mask model outputs an almost constant
+    /// mask whatever the speaker (SI-SDR change −0.05 dB, `tests/isolate.rs`):
+    /// the name says so until a working model replaces it (issue 16).
     pub fn voice_isolation() -> Self {
-        Self { name: "Voice isolation (VoiceFilter-Lite, needs a target voice)".into(), stems: ["Target voice".into(), "Others".into()], kind: StemsModelKind::VoiceIsolation }
+        Self { name: "Voice isolation (does not work yet: removes almost nothing)".into(), stems: ["Target voice".into(), "Others".into()], kind: StemsModelKind::VoiceIsolation }
     }
 
     pub fn user_mdx(entry: separate_mdx::UserModelEntry) -> Option<Self> {
