@@ -62,7 +62,7 @@ use manifold::pipelines::convert_voice::{
     self, ContentModel, ConverterSettings, DefaultVoiceConverter, TargetVoice, VocoderChoice,
     SAMPLE_RATE,
 };
-use manifold::pipelines::isolate_voicefilter::{embedding_similarity, SpeakerEmbedder};
+use manifold::pipelines::speaker_embedder::{embedding_similarity, SpeakerEmbedder};
 use manifold::pipelines::{ConversionControls, HopModel};
 use manifold::plugins::voice::{ConversionMode, LiveVoice, VoiceModel, VoiceSetup};
 use manifold::runtime::onnx::Device;

