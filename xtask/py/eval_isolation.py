@@ -28,12 +28,14 @@ import argparse
 import json
 import os
 import subprocess
-import wave
+import sys
 
 import numpy as np
 from scipy.io import wavfile
 
-RATE = 16000
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_isolation_set import RATE, write  # noqa: E402
+
 REF_UTTERANCES = 5
 SEG_PAD = 0.25
 
@@ -44,16 +46,6 @@ def read(path):
         x = x.astype(np.float64) / 32768.0
     x = x.astype(np.float64)
     return x if x.ndim == 1 else x.mean(1)
-
-
-def write(path, x):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    pcm = np.clip(np.round(x * 32767), -32768, 32767).astype("<i2")
-    with wave.open(path, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes(pcm.tobytes())
 
 
 def rms(x):
