@@ -677,6 +677,53 @@ pub fn speaker_embeddings_of_list(list: &Path, output: &Path) -> Result<(), Rend
     f.write_all(&bytes).map_err(|e| RenderError::Model(format!("{}: {e}", output.display())))
 }
 
+/// Copy synthesis of each file in `list` (one path per line, relative to the
+/// list's folder): its log-mel frames and per-frame F0 straight into a
+/// vocoder (`"hifigan"` whole-file, or `"source-filter"`), written as
+/// `output/<k>.wav` at 22050 Hz. What a vocoder alone does to speech, apart
+/// from conversion (`xtask/py/vocoder_copy_wer.py` scores it).
+pub fn copy_synthesis_of_list(list: &Path, output: &Path, vocoder: &str) -> Result<(), RenderError> {
+    use crate::dsp::mel::{self, HOP, SAMPLE_RATE};
+    use crate::pipelines::vocoder_source_filter::SourceFilterVocoder;
+    let model = |e: &dyn std::fmt::Display| RenderError::Model(e.to_string());
+    let text = std::fs::read_to_string(list).map_err(|e| model(&format!("{}: {e}", list.display())))?;
+    let base = list.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(output).map_err(|e| model(&format!("{}: {e}", output.display())))?;
+    let mut hifigan = match vocoder {
+        "hifigan" => {
+            crate::runtime::onnx::environment().map_err(|e| model(&e))?;
+            let installed = crate::runtime::store::find_model(crate::pipelines::vocoder_hifigan::MODEL_ID).map_err(|e| model(&e))?;
+            Some(crate::pipelines::vocoder_hifigan::HifiGan::load(&installed.dir, Device::Cpu).map_err(|e| model(&e))?)
+        }
+        "source-filter" => None,
+        other => return Err(model(&format!("--vocoder {other}? (hifigan, source-filter)"))),
+    };
+    for (k, line) in text.lines().map(str::trim).filter(|l| !l.is_empty()).enumerate() {
+        let audio = read_audio(&base.join(line))?;
+        let mono: Vec<f32> =
+            (0..audio.frames()).map(|i| audio.channels.iter().map(|c| c[i]).sum::<f32>() / audio.channels.len() as f32).collect();
+        let x = crate::dsp::resample::resample_whole(&mono, audio.sample_rate, SAMPLE_RATE).map_err(|e| model(&e))?;
+        let frames = mel::log_mel(&x);
+        let y = match hifigan.as_mut() {
+            Some(net) => net.vocode(&frames).map_err(|e| model(&e))?,
+            None => {
+                let f0 = crate::pipelines::convert_voice::frame_pitch(&x, frames.len());
+                let mut v = SourceFilterVocoder::new();
+                let mut y = vec![0.0; (frames.len() + 1) * HOP];
+                for (j, chunk) in y.chunks_exact_mut(HOP).enumerate() {
+                    let (frame, f) = frames.get(j).map_or((frames[frames.len() - 1], 0.0), |m| (*m, f0[j]));
+                    v.process_frame(&frame, f, chunk);
+                }
+                y.drain(..SourceFilterVocoder::DELAY_SAMPLES);
+                y.truncate(frames.len() * HOP);
+                y
+            }
+        };
+        write_wav(&output.join(format!("{k}.wav")), &AudioData { sample_rate: SAMPLE_RATE, channels: vec![y] })?;
+    }
+    Ok(())
+}
+
 /// [`render_isolated`] with the target speaker's embedding already made.
 pub fn render_isolated_with(input: &Path, embedding: &[f32], output: &Path, device: Device, progress: impl FnMut(u64, Option<u64>)) -> Result<RenderReport, RenderError> {
     use crate::plugins::stems::StemsModel;

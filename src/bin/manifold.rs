@@ -97,6 +97,18 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Copy synthesis, to measure what a vocoder alone costs: each file of
+    /// LIST (one per line) → its log-mel and F0 → the vocoder → OUT_DIR/<k>.wav
+    /// (22050 Hz), with no conversion in between.
+    #[command(hide = true)]
+    CopySynthesis {
+        list: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// hifigan or source-filter.
+        #[arg(long, default_value = "source-filter")]
+        vocoder: String,
+    },
     /// Print the latency Manifold Clean reports to a host, and where it comes from.
     Latency {
         #[arg(long, default_value_t = 48000)]
@@ -458,6 +470,7 @@ fn run(command: Command) -> Result<(), RenderError> {
         }
         Command::Batch { task } => run_batch(task).map(|_| ()),
         Command::SpeakerEmbeddings { list, output } => offline::speaker_embeddings_of_list(&list, &output),
+        Command::CopySynthesis { list, output, vocoder } => offline::copy_synthesis_of_list(&list, &output, &vocoder),
         Command::Models => {
             print_models();
             Ok(())

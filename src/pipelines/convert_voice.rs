@@ -528,6 +528,32 @@ impl HarmonicPatterns {
         }
     }
 
+    /// The patterns, built once per process (any thread; the first call
+    /// takes a moment, so constructors call it, not the audio path).
+    pub fn shared() -> &'static Self {
+        static PATTERNS: std::sync::OnceLock<HarmonicPatterns> = std::sync::OnceLock::new();
+        PATTERNS.get_or_init(|| Self::new(&EnvelopeSplitter::default()))
+    }
+
+    /// How strongly a frame's fine structure (`fine`: the frame less its
+    /// envelope) shows the pattern of `hz` over the resolved bands: 1 for
+    /// an ideal steady harmonic sound, 0 for noise (least squares, in
+    /// 0..=1.5).
+    pub fn depth(&self, fine: &MelFrame, hz: f32, resolved_bands: usize) -> f32 {
+        let mut a = [0.0f32; N_MELS];
+        self.pattern(hz, &mut a);
+        let (mut num, mut den) = (0.0f32, 0.0f32);
+        for k in 0..resolved_bands {
+            num += fine[k] * a[k];
+            den += a[k] * a[k];
+        }
+        if den > 1e-6 {
+            (num / den).clamp(0.0, 1.5)
+        } else {
+            0.0
+        }
+    }
+
     /// Moves a voiced frame's harmonics from `from_hz` to `to_hz`: the
     /// source's pattern, scaled by how strongly the frame shows it, is
     /// replaced by the target pitch's; everything else in `fine` (noise,
@@ -536,12 +562,7 @@ impl HarmonicPatterns {
         let (mut a, mut b) = ([0.0f32; N_MELS], [0.0f32; N_MELS]);
         self.pattern(from_hz, &mut a);
         self.pattern(to_hz, &mut b);
-        let (mut num, mut den) = (0.0f32, 0.0f32);
-        for k in 0..resolved_bands {
-            num += fine[k] * a[k];
-            den += a[k] * a[k];
-        }
-        let g = if den > 1e-6 { (num / den).clamp(0.0, 1.5) } else { 0.0 };
+        let g = self.depth(fine, from_hz, resolved_bands);
         for k in 0..N_MELS {
             fine[k] += g * (b[k] - a[k]);
         }
@@ -549,7 +570,7 @@ impl HarmonicPatterns {
 }
 
 /// Bands whose centre lies below [`RESOLVED_HZ`].
-fn resolved_bands() -> usize {
+pub(crate) fn resolved_bands() -> usize {
     mel::band_centres_hz()
         .iter()
         .take_while(|&&c| c < RESOLVED_HZ)
@@ -818,7 +839,7 @@ fn energy_level(m: &MelFrame) -> f32 {
 
 /// F0 per mel frame (0 = unvoiced) of a 22050 Hz signal: the pitch tracker's
 /// 10 ms frames read at each mel frame's centre (`256·t + 128`).
-fn frame_pitch(x: &[f32], frames: usize) -> Vec<f32> {
+pub(crate) fn frame_pitch(x: &[f32], frames: usize) -> Vec<f32> {
     let p = pitch::track(x, SAMPLE_RATE);
     (0..frames)
         .map(|t| {
@@ -868,7 +889,7 @@ pub struct DefaultVoiceConverter {
     settings: ConverterSettings,
     vocoder: Vocoder,
     splitter: EnvelopeSplitter,
-    patterns: HarmonicPatterns,
+    patterns: &'static HarmonicPatterns,
     resolved: usize,
     centres: [f32; N_MELS],
     mel: StreamingMel,
@@ -988,7 +1009,7 @@ impl DefaultVoiceConverter {
         let mut m = Self {
             channels,
             splitter: EnvelopeSplitter::default(),
-            patterns: HarmonicPatterns::new(&EnvelopeSplitter::default()),
+            patterns: HarmonicPatterns::shared(),
             resolved: resolved_bands(),
             centres: mel::band_centres_hz(),
             mel: StreamingMel::new(),

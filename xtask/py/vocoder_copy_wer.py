@@ -1,0 +1,82 @@
+"""What a vocoder alone costs in words: copy synthesis (`manifold
+copy-synthesis`: each recording's log-mel and F0 straight into the vocoder,
+no conversion), then pocketsphinx's WER (asr_wer.py) of the untouched
+recordings and of each vocoder's copies.
+
+Two sets of Allison's recorded prompts (asterisk-core-sounds-en-g722):
+- `test`: the real-voice set's 20 held-out test prompts (SET_DIR, made by
+  `cargo bench --bench voice` with MANIFOLD_VOICE_SET=real);
+- `dev`: N other prompts, with names before "m" (never in the voice bench's
+  tests), for tuning a vocoder without looking at the test prompts. Same
+  selection rules and preparation as make_real_voice_set.py.
+
+usage: python vocoder_copy_wer.py MANIFOLD_BIN SET_DIR OUT_DIR [--dev N] [VOCODER ...]
+VOCODER: hifigan, source-filter (default: both).
+"""
+import json
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import asr_wer  # noqa: E402
+import make_real_voice_set as real  # noqa: E402
+import make_voice_set as mvs  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy.io import wavfile  # noqa: E402
+
+
+def to_pcm16(path):
+    """Manifold writes float WAV; the recogniser reads 16-bit PCM."""
+    rate, x = wavfile.read(path)
+    wavfile.write(path, rate, (np.clip(x, -1, 1) * 32767).astype(np.int16))
+    return path
+
+
+def dev_set(out, n):
+    """`n` of Allison's ordinary-text prompts named before "m", evenly spaced."""
+    folder, ext, through = real.SOURCE[1], real.SOURCE[2], real.SOURCE[5]
+    tx, words = real.transcripts(), real.dictionary()
+    eligible = [(p, t) for p, t in ((p, tx.get(name)) for name, p in real.prompt_files(folder, ext)
+                                    if name < real.HELD_OUT_FROM) if t and real.ordinary(t, words)]
+    tests = []
+    for k in range(n):
+        p, t = eligible[k * len(eligible) // n]
+        rel = f"dev_{k}.wav"
+        real.write(out, rel, mvs.normalize_loudness(mvs.pad(real.trim(real.decode(p, through)))))
+        tests.append({"path": rel, "text": t})
+    return tests
+
+
+def main(argv):
+    manifold, set_dir, out_dir = argv[1:4]
+    rest = argv[4:]
+    os.makedirs(out_dir, exist_ok=True)
+    if rest[:1] == ["--dev"]:
+        set_dir, rest = os.path.join(out_dir, "dev-set"), rest[2:]
+        os.makedirs(set_dir, exist_ok=True)
+        tests = dev_set(set_dir, int(argv[5])) if not os.path.exists(os.path.join(set_dir, "tests.json")) \
+            else json.load(open(os.path.join(set_dir, "tests.json")))
+        json.dump(tests, open(os.path.join(set_dir, "tests.json"), "w"), indent=1)
+    else:
+        index = json.load(open(os.path.join(set_dir, "index.json")))
+        tests = [t for v in index["voices"] for t in v["tests"]]
+    vocoders = rest or ["hifigan", "source-filter"]
+    listing = os.path.join(out_dir, "sources.txt")
+    with open(listing, "w") as f:
+        f.write("".join(os.path.abspath(os.path.join(set_dir, t["path"])) + "\n" for t in tests))
+    rows = [("untouched", asr_wer.wer_of([{"path": os.path.join(set_dir, t["path"]), "text": t["text"]} for t in tests]))]
+    for name in vocoders:
+        d = os.path.join(out_dir, name)
+        subprocess.run([manifold, "copy-synthesis", listing, "-o", d, "--vocoder", name], check=True)
+        rows.append((name, asr_wer.wer_of([{"path": to_pcm16(os.path.join(d, f"{k}.wav")), "text": t["text"]}
+                                           for k, t in enumerate(tests)])))
+    for name, r in rows:
+        words = sum(f["words"] for f in r["files"])
+        print(f"{name:16s} WER {r['total_wer']:.3f} ({sum(f['errors'] for f in r['files'])} errors / {words} words, "
+              f"{len(r['files'])} files)")
+    json.dump({name: r for name, r in rows}, open(os.path.join(out_dir, "copy_wer.json"), "w"), indent=1)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
