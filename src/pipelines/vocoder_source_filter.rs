@@ -665,6 +665,22 @@ mod tests {
         }
     }
 
+    const TAIL: usize = 4096;
+
+    /// Spectrum of the last [`TAIL`] samples of `audio`, Hann-windowed.
+    fn tail_spectrum(audio: &[f32]) -> Vec<Complex32> {
+        let seg = &audio[audio.len() - TAIL..];
+        let fft = RealFftPlanner::<f32>::new().plan_fft_forward(TAIL);
+        let mut x: Vec<f32> = seg
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * (0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / TAIL as f32).cos()))
+            .collect();
+        let mut spec = fft.make_output_vec();
+        fft.process(&mut x, &mut spec).unwrap();
+        spec
+    }
+
     /// A voiced frame's harmonics sit at its F0: the output's strongest
     /// spectral peak below 400 Hz is within one FFT bin of F0.
     #[test]
@@ -672,20 +688,8 @@ mod tests {
         let env = [-3.0f32; N_MELS];
         for f0 in [110.0f32, 180.0, 260.0] {
             let audio = render(&vec![voiced(&env, f0); 40], &vec![f0; 40]);
-            let n = 4096;
-            let seg = &audio[audio.len() - n..];
-            let mut planner = RealFftPlanner::<f32>::new();
-            let fft = planner.plan_fft_forward(n);
-            let mut x: Vec<f32> = seg
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    v * (0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / n as f32).cos())
-                })
-                .collect();
-            let mut spec = fft.make_output_vec();
-            fft.process(&mut x, &mut spec).unwrap();
-            let bin_hz = SAMPLE_RATE as f32 / n as f32;
+            let spec = tail_spectrum(&audio);
+            let bin_hz = SAMPLE_RATE as f32 / TAIL as f32;
             let lo = (60.0 / bin_hz) as usize;
             let hi = (400.0 / bin_hz) as usize;
             let peak = (lo..hi)
@@ -707,19 +711,8 @@ mod tests {
         let env = [-3.0f32; N_MELS];
         let f0 = 150.0f32;
         let peak_over_floor = |frame: MelFrame| {
-            let audio = render(&vec![frame; 40], &vec![f0; 40]);
-            let n = 4096;
-            let seg = &audio[audio.len() - n..];
-            let mut planner = RealFftPlanner::<f32>::new();
-            let fft = planner.plan_fft_forward(n);
-            let mut x: Vec<f32> = seg
-                .iter()
-                .enumerate()
-                .map(|(i, v)| v * (0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / n as f32).cos()))
-                .collect();
-            let mut spec = fft.make_output_vec();
-            fft.process(&mut x, &mut spec).unwrap();
-            let bin_hz = SAMPLE_RATE as f32 / n as f32;
+            let spec = tail_spectrum(&render(&vec![frame; 40], &vec![f0; 40]));
+            let bin_hz = SAMPLE_RATE as f32 / TAIL as f32;
             let at = (f0 / bin_hz).round() as usize;
             let peak = spec[at - 1..=at + 1].iter().map(|c| c.norm_sqr()).fold(0.0f32, f32::max);
             let lo = (300.0 / bin_hz) as usize;
