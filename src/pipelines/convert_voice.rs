@@ -832,7 +832,7 @@ fn frame_level(m: &MelFrame) -> f32 {
 
 /// A log-mel frame's energy as a log magnitude: ln √(Σ_b exp(2·m_b)),
 /// computed stably.
-fn energy_level(m: &MelFrame) -> f32 {
+pub(crate) fn energy_level(m: &MelFrame) -> f32 {
     let top = m.iter().copied().fold(f32::MIN, f32::max);
     top + 0.5 * m.iter().map(|v| (2.0 * (v - top)).exp()).sum::<f32>().ln()
 }

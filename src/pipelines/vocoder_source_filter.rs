@@ -32,7 +32,7 @@
 //! noise grain starts with it.
 //! Offline and live give the same samples (seeded noise, no timing).
 
-use super::convert_voice::{EnvelopeSplitter, HarmonicPatterns};
+use super::convert_voice::{energy_level, EnvelopeSplitter, HarmonicPatterns};
 use crate::dsp::mel::{self, MelFrame, HOP, LOG_SILENCE, N_MELS, SAMPLE_RATE};
 use crate::dsp::pitch;
 use realfft::num_complex::Complex32;
@@ -191,12 +191,6 @@ fn mean_envelope(signal: &[f32], skip: usize, splitter: &EnvelopeSplitter, power
     let mut env = [0.0; N_MELS];
     splitter.envelope(&mean, &mut env);
     env
-}
-
-/// A log-mel frame's energy as a log magnitude, ln √(Σ_b exp(2·m_b)).
-fn energy_level(m: &MelFrame) -> f32 {
-    let top = m.iter().copied().fold(f32::MIN, f32::max);
-    top + 0.5 * m.iter().map(|v| (2.0 * (v - top)).exp()).sum::<f32>().ln()
 }
 
 /// Narrowest spread (Gaussian σ, Hz) of [`PowerSmoother`]: wide enough that
