@@ -62,6 +62,7 @@ use manifold::pipelines::convert_voice::{
     self, ContentModel, ConverterSettings, DefaultVoiceConverter, TargetVoice, VocoderChoice,
     SAMPLE_RATE,
 };
+use manifold::pipelines::vocoder_source_filter::Glide;
 use manifold::pipelines::speaker_embedder::{embedding_similarity, SpeakerEmbedder};
 use manifold::pipelines::{ConversionControls, HopModel};
 use manifold::plugins::voice::{ConversionMode, LiveVoice, VoiceModel, VoiceSetup};
@@ -328,7 +329,7 @@ fn main() {
     // MANIFOLD_VOICE_VOCODER=source-filter: the setting's converter with the
     // source-filter vocoder (what the vocoder costs, apart from the rest).
     let settings = match std::env::var("MANIFOLD_VOICE_VOCODER").as_deref() {
-        Ok("source-filter") => ConverterSettings { vocoder: VocoderChoice::SourceFilter, ..settings },
+        Ok("source-filter") => ConverterSettings { vocoder: VocoderChoice::SourceFilter(Glide::CentreToCentre), ..settings },
         Ok(other) => panic!("MANIFOLD_VOICE_VOCODER: {other}? (source-filter)"),
         Err(_) => settings,
     };
@@ -565,7 +566,7 @@ fn main() {
                 "HiFi-GAN, block {} frames, context {}+{}",
                 v.new, v.left, v.right
             ),
-            VocoderChoice::SourceFilter => "source-filter".to_string(),
+            VocoderChoice::SourceFilter(glide) => format!("source-filter, {glide:?} glide"),
         };
         let label = live.map_or("offline".to_string(), |l| format!("live {}", l.cli_name()));
         for threads in [1, 2] {

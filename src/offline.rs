@@ -708,13 +708,13 @@ pub fn copy_synthesis_of_list(list: &Path, output: &Path, vocoder: &str) -> Resu
             Some(net) => net.vocode(&frames).map_err(|e| model(&e))?,
             None => {
                 let f0 = crate::pipelines::convert_voice::frame_pitch(&x, frames.len());
-                let mut v = SourceFilterVocoder::new();
+                let mut v = SourceFilterVocoder::default();
                 let mut y = vec![0.0; (frames.len() + 1) * HOP];
                 for (j, chunk) in y.chunks_exact_mut(HOP).enumerate() {
                     let (frame, f) = frames.get(j).map_or((frames[frames.len() - 1], 0.0), |m| (*m, f0[j]));
                     v.process_frame(&frame, f, chunk);
                 }
-                y.drain(..SourceFilterVocoder::DELAY_SAMPLES);
+                y.drain(..v.delay_samples());
                 y.truncate(frames.len() * HOP);
                 y
             }

@@ -28,7 +28,7 @@
 //! background thread in the plugin, the main thread in the CLI).
 
 use super::vocoder_hifigan::{HifiGan, StreamingConfig, StreamingVocoder};
-use super::vocoder_source_filter::SourceFilterVocoder;
+use super::vocoder_source_filter::{Glide, SourceFilterVocoder};
 use super::HopModel;
 use crate::dsp::loudness::OutputLevel;
 use crate::dsp::mel::{self, HifiGanMel, MelFrame, StreamingMel, N_MELS};
@@ -125,21 +125,27 @@ pub enum VocoderChoice {
     HifiGan(StreamingConfig),
     /// Harmonics plus noise from the frame's envelope and the target F0
     /// (`vocoder_source_filter.rs`): no model, one frame per call.
-    SourceFilter,
+    SourceFilter(Glide),
 }
 
 /// How the converter runs: its vocoder; whether it uses the phone
 /// posteriors (the phone-dependent offsets and the matched target frames),
 /// which cost the content model's look-ahead; how many frames the offsets and
 /// posteriors are smoothed ahead (at most [`SMOOTHING_LAG`]; fewer make the
-/// smoothing one-sided); and the pitch tracker's decoding look-ahead (10 ms
-/// hops, [`pitch::DEFAULT_LOOKAHEAD_HOPS`] at most).
+/// smoothing one-sided); the pitch tracker's decoding look-ahead (10 ms
+/// hops, [`pitch::DEFAULT_LOOKAHEAD_HOPS`] at most); whether the mel front
+/// end reads a shorter window one frame sooner
+/// ([`StreamingMel::short_window`]); and how many 10 ms pitch frames
+/// before a mel frame's centre its F0 is read (0 = the nearest frame; more
+/// lets the output come sooner, with the F0 contour that much late).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConverterSettings {
     pub vocoder: VocoderChoice,
     pub phonetic: bool,
     pub smoothing_lag: usize,
     pub pitch_lookahead: usize,
+    pub short_window: bool,
+    pub pitch_early: usize,
 }
 
 impl ConverterSettings {
@@ -149,6 +155,8 @@ impl ConverterSettings {
         phonetic: true,
         smoothing_lag: SMOOTHING_LAG,
         pitch_lookahead: pitch::DEFAULT_LOOKAHEAD_HOPS,
+        short_window: false,
+        pitch_early: 0,
     };
     /// Live, as offline but HiFi-GAN in blocks of 16 frames: needs a fast
     /// machine (about 1.5 cores of a 2-core laptop-class CPU).
@@ -160,24 +168,28 @@ impl ConverterSettings {
     /// source–filter synthesis. (The pitch look-ahead costs nothing here:
     /// the content model's look-ahead is as long.)
     pub const LIVE_BALANCED: Self = Self {
-        vocoder: VocoderChoice::SourceFilter,
+        vocoder: VocoderChoice::SourceFilter(Glide::CentreToCentre),
         smoothing_lag: 1,
         ..Self::OFFLINE
     };
     /// Lowest latency: no phone look-ahead (warp, equalisation and pitch
-    /// only), no pitch decoding look-ahead, source–filter synthesis.
+    /// only), no pitch decoding look-ahead, the short mel window, F0 read
+    /// 20 ms early (the tracker needs 30 ms past a frame, the short window
+    /// 17 ms), source–filter synthesis with the half-hop glide.
     pub const LIVE_LOW_LATENCY: Self = Self {
-        vocoder: VocoderChoice::SourceFilter,
+        vocoder: VocoderChoice::SourceFilter(Glide::HalfHop),
         phonetic: false,
         smoothing_lag: 0,
         pitch_lookahead: 0,
+        short_window: true,
+        pitch_early: 2,
     };
 
     /// Mel frames per call (the model's hop in frames).
     pub fn frames_per_call(&self) -> usize {
         match self.vocoder {
             VocoderChoice::HifiGan(cfg) => cfg.new,
-            VocoderChoice::SourceFilter => 1,
+            VocoderChoice::SourceFilter(_) => 1,
         }
     }
 
@@ -185,8 +197,30 @@ impl ConverterSettings {
     pub fn vocoder_delay(&self) -> usize {
         match self.vocoder {
             VocoderChoice::HifiGan(cfg) => cfg.right * HOP,
-            VocoderChoice::SourceFilter => SourceFilterVocoder::DELAY_SAMPLES,
+            VocoderChoice::SourceFilter(glide) => glide.delay_samples(),
         }
+    }
+
+    /// The mel front end.
+    fn streaming_mel(&self) -> StreamingMel {
+        if self.short_window {
+            StreamingMel::short_window()
+        } else {
+            StreamingMel::new()
+        }
+    }
+
+    /// Frames between a mel frame's hop and the frame's analysis: the
+    /// content model's look-ahead `right` (when phonetic), the mel front
+    /// end's delay, and waiting for the frame's F0.
+    fn analysis_lag(&self, right: usize) -> usize {
+        let right = if self.phonetic { right } else { 0 };
+        conversion_lag(
+            right,
+            self.streaming_mel().delay_frames(),
+            self.pitch_tracker().delay_hops(),
+            self.pitch_early,
+        )
     }
 
     /// Frames of smoothing look-ahead after analysis.
@@ -985,15 +1019,14 @@ impl DefaultVoiceConverter {
                 let note = v.device_note().to_string();
                 (Vocoder::HifiGan(v), note)
             }
-            VocoderChoice::SourceFilter => (
-                Vocoder::SourceFilter(Box::default()),
+            VocoderChoice::SourceFilter(glide) => (
+                Vocoder::SourceFilter(Box::new(SourceFilterVocoder::new(glide))),
                 "CPU (source-filter synthesis, no vocoder model)".to_string(),
             ),
         };
         let (left, content_right) = content.context();
-        let right = if settings.phonetic { content_right } else { 0 };
         let pitch = settings.pitch_tracker();
-        let analysis_lag = conversion_lag(right, pitch.delay_hops());
+        let analysis_lag = settings.analysis_lag(content_right);
         let ring = (left + content_right + analysis_lag + 8).next_power_of_two();
         let phones = content.phones();
         let frames_per_call = settings.frames_per_call();
@@ -1012,7 +1045,7 @@ impl DefaultVoiceConverter {
             patterns: HarmonicPatterns::shared(),
             resolved: resolved_bands(),
             centres: mel::band_centres_hz(),
-            mel: StreamingMel::new(),
+            mel: settings.streaming_mel(),
             target: None,
             controls: ConversionControls::default(),
             analysis_lag,
@@ -1069,7 +1102,7 @@ impl DefaultVoiceConverter {
             VocoderChoice::HifiGan(_) => {
                 crate::runtime::store::find_model(super::vocoder_hifigan::MODEL_ID)?.dir
             }
-            VocoderChoice::SourceFilter => content.dir.clone(),
+            VocoderChoice::SourceFilter(_) => content.dir.clone(),
         };
         Self::load(
             &content.dir,
@@ -1116,7 +1149,7 @@ impl DefaultVoiceConverter {
         // Mel frame k − 2.
         let mut frame = [0.0; N_MELS];
         self.mel.push_hop(x, &mut frame);
-        if let Some(j) = k.checked_sub(StreamingMel::DELAY_FRAMES as u64) {
+        if let Some(j) = k.checked_sub(self.mel.delay_frames() as u64) {
             let slot = (j % ring) as usize;
             self.mel_ring[slot] = frame;
             self.speaker_norm.push(&frame, &mut self.norm_ring[slot]);
@@ -1158,7 +1191,7 @@ impl DefaultVoiceConverter {
     fn analyse_frame(&mut self, a: u64) -> Result<(), RuntimeError> {
         let ring = self.mel_ring.len() as u64;
         let (left, _) = self.content.context();
-        let newest = self.hops as i64 - 1 - StreamingMel::DELAY_FRAMES as i64;
+        let newest = self.hops as i64 - 1 - self.mel.delay_frames() as i64;
         let pad_after = self.speaker_norm.silence();
         for (i, slot) in self.context.iter_mut().enumerate() {
             let j = a as i64 - left as i64 + i as i64;
@@ -1180,7 +1213,10 @@ impl DefaultVoiceConverter {
         } else {
             self.key.fill(0.0);
         }
-        let f0 = self.pitch_ring[(pitch_frame_of(a) % self.pitch_ring.len() as u64) as usize];
+        let f0 = match pitch_frame_of(a).checked_sub(self.settings.pitch_early as u64) {
+            Some(n) => self.pitch_ring[(n % self.pitch_ring.len() as u64) as usize],
+            None => 0.0,
+        };
         if f0 > 0.0 {
             self.source_pitch.push(f0.ln());
         }
@@ -1350,9 +1386,7 @@ pub fn installed_timing(
 
 /// Timing for a content model with `right` frames of lookahead.
 pub fn timing(right: usize, settings: ConverterSettings) -> crate::pipelines::stream::ModelTiming {
-    let right = if settings.phonetic { right } else { 0 };
-    let lag =
-        conversion_lag(right, settings.pitch_tracker().delay_hops()) + settings.smoothing_lag();
+    let lag = settings.analysis_lag(right) + settings.smoothing_lag();
     crate::pipelines::stream::ModelTiming {
         sample_rate: SAMPLE_RATE,
         hop: settings.frames_per_call() * HOP,
@@ -1366,12 +1400,17 @@ fn pitch_frame_of(c: u64) -> u64 {
 }
 
 /// Smallest lag (frames) at which mel frame `c`'s right context
-/// (`right` frames) and its pitch frame are both available after input hop
-/// `c + lag`, for every `c`.
-fn conversion_lag(right: usize, pitch_delay_hops: usize) -> usize {
-    let mut lag = right + StreamingMel::DELAY_FRAMES;
+/// (`right` frames, from a front end `mel_delay` frames behind) and its
+/// pitch frame (`pitch_early` before the nearest) are both available after
+/// input hop `c + lag`, for every `c`.
+fn conversion_lag(right: usize, mel_delay: usize, pitch_delay_hops: usize, pitch_early: usize) -> usize {
+    let mut lag = right + mel_delay;
     for c in 0..4096u64 {
-        let n = pitch_frame_of(c);
+        // The first frames of a stream have no pitch frame that early:
+        // they are unvoiced (see `analyse_frame`).
+        let Some(n) = pitch_frame_of(c).checked_sub(pitch_early as u64) else {
+            continue;
+        };
         // Pitch frame n is out once hop n + delay (220/221 samples) is in.
         let need = ((n + pitch_delay_hops as u64 + 1) * SAMPLE_RATE as u64 / 100) as usize;
         while (c as usize + lag + 1) * HOP < need {

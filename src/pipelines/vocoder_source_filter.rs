@@ -10,9 +10,12 @@
 //! frame's:
 //! - **harmonics**: additive synthesis, one phase accumulator for F0 and
 //!   each harmonic at `h·θ + φ_h` (fixed chirp phases keep the crest factor
-//!   low), F0 and amplitudes linear from one frame centre to the next;
-//! - **noise**: random-phase spectra, 512-sample sine-windowed grains, one
-//!   per frame, overlap-added (the sine window keeps noise power constant);
+//!   low), F0 and amplitudes gliding linearly from one frame's values to
+//!   the next's (the [`Glide`]);
+//! - **noise**: random-phase spectra, one grain per frame, overlap-added:
+//!   the grain rises over its frame's glide, is flat while the frame is
+//!   held and falls under the next grain's rise (sine and cosine
+//!   quarter-waves, so noise power stays constant);
 //!   in voiced frames its share rises from −20 dB at 1 kHz to −3 dB at 8 kHz.
 //!
 //! Both stop at 7.9 kHz (HiFi-GAN's mel ends at 8 kHz). Levels are
@@ -25,11 +28,16 @@
 //! frame shows its F0's harmonic pattern ([`FULLY_VOICED_DEPTH`]); the rest
 //! is noise.
 //!
-//! Delay: half a frame (128 samples). Frame `j`'s centre is sample
-//! `256·j + 128`, as in HiFi-GAN's output; the samples between two centres
-//! need both frames, so call `c` writes the span from frame `c − 1`'s centre
-//! to frame `c`'s, samples `256·c − 128 .. 256·c + 128`, and frame `c`'s
-//! noise grain starts with it.
+//! Delay: half the glide. Frame `j`'s centre is sample `256·j + 128`, as
+//! in HiFi-GAN's output. The glide from frame `c − 1`'s values reaches frame
+//! `c`'s at its centre, and call `c` writes 256 samples from the glide's
+//! start: with [`Glide::CentreToCentre`] (the whole hop) samples
+//! `256·c − 128 .. 256·c + 128`, nothing held; with [`Glide::HalfHop`]
+//! frame `c`'s own hop, the last half held at frame `c`'s values (the next
+//! frame is not known yet). Frame `c` thus weighs the output as a
+//! trapezoid (rising over its glide, flat while held, falling over the next
+//! glide) whose middle is half a glide after the call's first sample
+//! would be without delay: 128 and 64 samples.
 //! Offline and live give the same samples (seeded noise, no timing).
 
 use super::convert_voice::{energy_level, EnvelopeSplitter, HarmonicPatterns};
@@ -41,8 +49,35 @@ use std::sync::{Arc, OnceLock};
 
 /// Harmonics and noise stop below this (Hz).
 const TOP_HZ: f32 = 7900.0;
-/// Noise grain length (two hops, 50 % overlap).
+/// Noise grain buffer (two hops; a grain with a short glide is shorter).
 const GRAIN: usize = 2 * HOP;
+
+/// How a frame's values take over from the previous frame's: linearly,
+/// ending at the new frame's centre.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Glide {
+    /// Over the whole hop, from the previous frame's centre: each frame's
+    /// sound is centred on its frame; half a frame (128 samples) of delay.
+    CentreToCentre,
+    /// Over the half hop before the new frame's centre, then held to the
+    /// hop's end: sharper changes, a quarter frame (64 samples) of delay.
+    HalfHop,
+}
+
+impl Glide {
+    /// Samples of the glide.
+    pub const fn samples(self) -> usize {
+        match self {
+            Glide::CentreToCentre => HOP,
+            Glide::HalfHop => HOP / 2,
+        }
+    }
+
+    /// The vocoder's delay with this glide (see the module's "Delay").
+    pub const fn delay_samples(self) -> usize {
+        self.samples() / 2
+    }
+}
 const GRAIN_BINS: usize = GRAIN / 2 + 1;
 /// Harmonics below [`TOP_HZ`] at the lowest F0 the tracker reports.
 const MAX_HARMONICS: usize = (TOP_HZ / pitch::F0_MIN_HZ) as usize + 1;
@@ -103,7 +138,8 @@ impl Calibration {
         let mut harmonic_power = Vec::with_capacity(steps);
         let tables = PhaseTables::new();
         let mut signal = vec![0.0f32; len];
-        let mut grains = NoiseGrains::new();
+        // (Steady frames: the glide does not matter.)
+        let mut grains = NoiseGrains::new(HOP);
         let bin_hz = |k: usize| k as f32 * SAMPLE_RATE as f32 / GRAIN as f32;
         // A voiced frame of unit envelope: harmonics and their noise share.
         let voiced_noise: [f32; GRAIN_BINS] = std::array::from_fn(|k| {
@@ -310,7 +346,26 @@ fn next_uniform(state: &mut u64) -> f32 {
     (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32
 }
 
-/// Overlap-added noise grains (one per hop, 512 samples, sine window).
+/// The noise grain's window at sample `i` (from the grain's start) for a
+/// glide of `glide` samples: a sine quarter-wave over the glide, flat to
+/// the hop's end, then a cosine quarter-wave over the next grain's glide
+/// (with the whole-hop glide: the 512-sample sine window). Each sample is
+/// covered by one flat part or by one rise and one fall whose squares sum
+/// to 1, so overlap-added random-phase grains keep a constant noise power.
+fn grain_window(i: usize, glide: usize) -> f32 {
+    let quarter = |j: usize| std::f32::consts::FRAC_PI_2 * (j as f32 + 0.5) / glide as f32;
+    if i < glide {
+        quarter(i).sin()
+    } else if i < HOP {
+        1.0
+    } else if i < HOP + glide {
+        quarter(i - HOP).cos()
+    } else {
+        0.0
+    }
+}
+
+/// Overlap-added noise grains (one per hop, see [`grain_window`]).
 struct NoiseGrains {
     ifft: Arc<dyn ComplexToReal<f32>>,
     spectrum: Vec<Complex32>,
@@ -318,20 +373,19 @@ struct NoiseGrains {
     scratch: Vec<Complex32>,
     window: Vec<f32>,
     /// Samples from the oldest not yet played: `[0, HOP)` is played next,
-    /// and a new grain starts there (centred `HOP` later).
+    /// and a new grain starts there (its flat part one glide later).
     acc: Vec<f32>,
 }
 
 impl NoiseGrains {
-    fn new() -> Self {
+    /// Grains for frames that glide over `glide` samples.
+    fn new(glide: usize) -> Self {
         let ifft = RealFftPlanner::<f32>::new().plan_fft_inverse(GRAIN);
         Self {
             spectrum: ifft.make_input_vec(),
             grain: ifft.make_output_vec(),
             scratch: ifft.make_scratch_vec(),
-            window: (0..GRAIN)
-                .map(|i| (std::f32::consts::PI * (i as f32 + 0.5) / GRAIN as f32).sin())
-                .collect(),
+            window: (0..GRAIN).map(|i| grain_window(i, glide)).collect(),
             acc: vec![0.0; GRAIN],
             ifft,
         }
@@ -389,18 +443,19 @@ pub struct SourceFilterVocoder {
     amps: Vec<f32>,
     theta: f64,
     span: [f32; HOP],
+    glide: Glide,
     grains: NoiseGrains,
     rng: u64,
 }
 
 impl Default for SourceFilterVocoder {
     fn default() -> Self {
-        Self::new()
+        Self::new(Glide::CentreToCentre)
     }
 }
 
 impl SourceFilterVocoder {
-    pub fn new() -> Self {
+    pub fn new(glide: Glide) -> Self {
         Self {
             cal: calibration(),
             splitter: EnvelopeSplitter::default(),
@@ -414,15 +469,16 @@ impl SourceFilterVocoder {
             amps: Vec::with_capacity(MAX_HARMONICS),
             theta: 0.0,
             span: [0.0; HOP],
-            grains: NoiseGrains::new(),
+            glide,
+            grains: NoiseGrains::new(glide.samples()),
             rng: NOISE_SEED,
         }
     }
 
-    /// Delay of [`process_frame`](Self::process_frame) in samples, against
-    /// a vocoder that writes frame `c`'s samples `256·c .. 256·c + 256` in
-    /// call `c`.
-    pub const DELAY_SAMPLES: usize = HOP / 2;
+    /// Delay of [`process_frame`](Self::process_frame) in samples.
+    pub fn delay_samples(&self) -> usize {
+        self.glide.delay_samples()
+    }
 
     pub fn reset(&mut self) {
         self.prev_f0 = 0.0;
@@ -433,7 +489,8 @@ impl SourceFilterVocoder {
     }
 
     /// One mel frame and its F0 (Hz, 0 or less = unvoiced) in, 256 samples
-    /// out: the audio from frame `c − 1`'s centre to frame `c`'s.
+    /// out: the glide from frame `c − 1`'s values to frame `c`'s, then
+    /// frame `c` held (see the module's "Delay").
     pub fn process_frame(&mut self, frame: &MelFrame, f0: f32, out: &mut [f32]) {
         assert_eq!(
             out.len(),
@@ -511,8 +568,8 @@ impl SourceFilterVocoder {
                 interpolate(&self.centres, &gain, hz).exp() * ((1.0 - voiced_noise_share(hz)) * voicing).sqrt(),
             );
         }
-        // The span between the two centres: F0 held across a voicing change,
-        // the silent side's amplitudes 0.
+        // The glide to this frame's centre (F0 held across a voicing change,
+        // the silent side's amplitudes 0), then this frame held.
         self.span = [0.0; HOP];
         if self.prev_f0 > 0.0 || f0 > 0.0 {
             let (f_a, f_b) = match (self.prev_f0 > 0.0, f0 > 0.0) {
@@ -520,19 +577,23 @@ impl SourceFilterVocoder {
                 (true, false) => (self.prev_f0, self.prev_f0),
                 _ => (f0, f0),
             };
+            let (glide, hold) = self.span.split_at_mut(self.glide.samples());
             render_harmonics(
                 &self.tables,
                 &mut self.theta,
                 (f_a, f_b),
                 (&self.prev_amps, &self.amps),
-                &mut self.span,
+                glide,
             );
+            if f0 > 0.0 {
+                render_harmonics(&self.tables, &mut self.theta, (f0, f0), (&self.amps, &self.amps), hold);
+            }
         }
         out.copy_from_slice(&self.span);
         std::mem::swap(&mut self.prev_amps, &mut self.amps);
         self.prev_f0 = f0;
 
-        // Noise grain centred on this frame.
+        // This frame's noise grain.
         let mut mags = [0.0f32; GRAIN_BINS];
         for (k, m) in mags.iter_mut().enumerate() {
             let hz = k as f32 * SAMPLE_RATE as f32 / GRAIN as f32;
@@ -575,7 +636,7 @@ mod tests {
     use super::*;
 
     fn render(frames: &[MelFrame], f0: &[f32]) -> Vec<f32> {
-        let mut v = SourceFilterVocoder::new();
+        let mut v = SourceFilterVocoder::default();
         let mut out = vec![0.0; frames.len() * HOP];
         for (i, (m, f)) in frames.iter().zip(f0).enumerate() {
             v.process_frame(m, *f, &mut out[i * HOP..(i + 1) * HOP]);
@@ -600,6 +661,41 @@ mod tests {
     /// Mean smooth envelope of the frames of `audio` away from its ends.
     fn analysed_envelope(audio: &[f32]) -> MelFrame {
         mean_envelope(audio, 8, &EnvelopeSplitter::default(), None)
+    }
+
+    /// A frame's sound sits where the reported delay says, with either
+    /// glide: loud frames among quiet ones (voiced and unvoiced), the
+    /// centroid of each one's output power on average within 8 samples of
+    /// the frame's centre plus the delay (call `c` writes samples
+    /// `256·c ..`; the two glides' delays differ by 64; the noise grains
+    /// move a centroid by a few samples). The half-hop glide's sound is 64
+    /// samples past its frame's centre although its values are reached
+    /// there: the hold.
+    #[test]
+    fn a_frames_sound_is_centred_at_its_delay() {
+        let env: MelFrame = std::array::from_fn(|b| -1.0 - 0.03 * b as f32);
+        let quiet = [LOG_SILENCE; N_MELS];
+        let loud_frames = [10usize, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120];
+        for glide in [Glide::CentreToCentre, Glide::HalfHop] {
+            for f0 in [0.0f32, 143.0] {
+                let mut v = SourceFilterVocoder::new(glide);
+                let mut out = vec![0.0; 130 * HOP];
+                for (c, chunk) in out.chunks_exact_mut(HOP).enumerate() {
+                    let loud = loud_frames.contains(&c);
+                    let frame = if loud { voiced(&env, f0) } else { quiet };
+                    v.process_frame(&frame, if loud { f0 } else { 0.0 }, chunk);
+                }
+                let mut mean_offset = 0.0;
+                for k in loud_frames {
+                    let expected = (k * HOP + HOP / 2 + v.delay_samples()) as f64;
+                    let (from, to) = (k * HOP - 2 * HOP, k * HOP + 3 * HOP);
+                    let power: f64 = out[from..to].iter().map(|x| (*x as f64).powi(2)).sum();
+                    let centroid: f64 = out[from..to].iter().enumerate().map(|(i, x)| (from + i) as f64 * (*x as f64).powi(2)).sum::<f64>() / power;
+                    mean_offset += (centroid - expected) / loud_frames.len() as f64;
+                }
+                assert!(mean_offset.abs() < 8.0, "{glide:?} glide, F0 {f0}: a frame's sound is {mean_offset:.1} samples from its reported place");
+            }
+        }
     }
 
     /// The envelope in is the envelope out, voiced (at F0s between the
@@ -728,7 +824,7 @@ mod tests {
             .map(|i| if i % 10 < 6 { 120.0 + i as f32 } else { 0.0 })
             .collect();
         let a = render(&vec![env; 30], &f0);
-        let mut v = SourceFilterVocoder::new();
+        let mut v = SourceFilterVocoder::default();
         let mut b = vec![0.0; a.len()];
         v.process_frame(&[1.0; N_MELS], 200.0, &mut b[..HOP]);
         v.reset();

@@ -252,7 +252,8 @@ fn bench_voice(root: &Path) -> Result<()> {
 /// has it (energy envelopes; the render sits exactly at the reported
 /// latency). Speech: the demo's eSpeak
 /// source and target unless MANIFOLD_LIVE_SOURCE / MANIFOLD_LIVE_TARGET name
-/// other WAV files. Not part of `test`: it depends on the machine's speed.
+/// other WAV files; MANIFOLD_LIVE_SETTING=low (or quality) runs another live
+/// setting. Not part of `test`: it depends on the machine's speed.
 fn voice_live(root: &Path) -> Result<()> {
     models::install(root, &[])?;
     bundle(root, &["manifold".into(), "--release".into()])?;
