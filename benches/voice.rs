@@ -329,7 +329,10 @@ fn main() {
     // MANIFOLD_VOICE_VOCODER=source-filter: the setting's converter with the
     // source-filter vocoder (what the vocoder costs, apart from the rest).
     let settings = match std::env::var("MANIFOLD_VOICE_VOCODER").as_deref() {
-        Ok("source-filter") => ConverterSettings { vocoder: VocoderChoice::SourceFilter(Glide::CentreToCentre), ..settings },
+        Ok("source-filter") => match settings.vocoder {
+            VocoderChoice::SourceFilter(_) => settings,
+            VocoderChoice::HifiGan(_) => ConverterSettings { vocoder: VocoderChoice::SourceFilter(Glide::CentreToCentre), ..settings },
+        },
         Ok(other) => panic!("MANIFOLD_VOICE_VOCODER: {other}? (source-filter)"),
         Err(_) => settings,
     };

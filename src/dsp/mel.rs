@@ -21,6 +21,9 @@
 //! ([`StreamingMel::DELAY_FRAMES`]). It starts from silence instead of the
 //! reflect padding, so frames 0 and 1 (whose windows reach before the first
 //! sample) differ from the batch ones; every later frame is the same.
+//! [`StreamingMel::short_window`] reads a shorter window on the same frame
+//! centres, one frame sooner (frame `k − 1`), close to the batch frames but
+//! not equal to them.
 
 use realfft::num_complex::Complex32;
 use realfft::{RealFftPlanner, RealToComplex};
@@ -217,7 +220,8 @@ pub fn log_mel(signal: &[f32]) -> Vec<MelFrame> {
 /// (for `k ≥ 4` identical to it; frames 0 and 1 see silence where the batch
 /// form reflects the signal, and the first two calls emit the grid frames
 /// −2 and −1, which reach 128 and 384 samples into the signal). In a hop-synchronous pipeline this is
-/// a delay of [`Self::DELAY_FRAMES`] hops = [`Self::DELAY_SAMPLES`] samples.
+/// a delay of [`Self::DELAY_FRAMES`] hops = [`Self::DELAY_SAMPLES`] samples
+/// ([`Self::short_window`]: [`Self::SHORT_DELAY_FRAMES`]).
 pub struct StreamingMel {
     analyser: HifiGanMel,
     /// The newest `N_FFT + HOP/2` samples of (silence ++ input).

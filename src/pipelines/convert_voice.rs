@@ -210,6 +210,15 @@ impl ConverterSettings {
         }
     }
 
+    /// Frames the mel front end is behind the input.
+    fn mel_delay_frames(&self) -> usize {
+        if self.short_window {
+            StreamingMel::SHORT_DELAY_FRAMES
+        } else {
+            StreamingMel::DELAY_FRAMES
+        }
+    }
+
     /// Frames between a mel frame's hop and the frame's analysis: the
     /// content model's look-ahead `right` (when phonetic), the mel front
     /// end's delay, and waiting for the frame's F0.
@@ -217,7 +226,7 @@ impl ConverterSettings {
         let right = if self.phonetic { right } else { 0 };
         conversion_lag(
             right,
-            self.streaming_mel().delay_frames(),
+            self.mel_delay_frames(),
             self.pitch_tracker().delay_hops(),
             self.pitch_early,
         )
@@ -1146,7 +1155,7 @@ impl DefaultVoiceConverter {
         let k = self.hops;
         self.hops += 1;
         let ring = self.mel_ring.len() as u64;
-        // Mel frame k − 2.
+        // Mel frame k − the front end's delay (2 frames, or 1 with the short window).
         let mut frame = [0.0; N_MELS];
         self.mel.push_hop(x, &mut frame);
         if let Some(j) = k.checked_sub(self.mel.delay_frames() as u64) {

@@ -347,19 +347,20 @@ fn next_uniform(state: &mut u64) -> f32 {
 }
 
 /// The noise grain's window at sample `i` (from the grain's start) for a
-/// glide of `glide` samples: a sine quarter-wave over the glide, flat to
-/// the hop's end, then a cosine quarter-wave over the next grain's glide
-/// (with the whole-hop glide: the 512-sample sine window). Each sample is
-/// covered by one flat part or by one rise and one fall whose squares sum
-/// to 1, so overlap-added random-phase grains keep a constant noise power.
+/// glide of `glide` samples: the rising half of a sine half-wave over the
+/// glide, flat to the hop's end, then the falling half over the next
+/// grain's glide (with the whole-hop glide: the 512-sample sine window).
+/// Each sample is covered by one flat part or by one rise and one fall
+/// whose squares sum to 1, so overlap-added random-phase grains keep a
+/// constant noise power.
 fn grain_window(i: usize, glide: usize) -> f32 {
-    let quarter = |j: usize| std::f32::consts::FRAC_PI_2 * (j as f32 + 0.5) / glide as f32;
+    let half_wave = |j: usize| (std::f32::consts::PI * (j as f32 + 0.5) / (2 * glide) as f32).sin();
     if i < glide {
-        quarter(i).sin()
+        half_wave(i)
     } else if i < HOP {
         1.0
     } else if i < HOP + glide {
-        quarter(i - HOP).cos()
+        half_wave(i - HOP + glide)
     } else {
         0.0
     }
@@ -661,6 +662,23 @@ mod tests {
     /// Mean smooth envelope of the frames of `audio` away from its ends.
     fn analysed_envelope(audio: &[f32]) -> MelFrame {
         mean_envelope(audio, 8, &EnvelopeSplitter::default(), None)
+    }
+
+    /// The whole-hop glide's grain is the 512-sample sine window, bit for
+    /// bit; every glide's grains keep the noise power (squares of the
+    /// overlapping windows sum to 1).
+    #[test]
+    fn grain_windows_keep_the_noise_power() {
+        for i in 0..GRAIN {
+            assert_eq!(grain_window(i, HOP), (std::f32::consts::PI * (i as f32 + 0.5) / GRAIN as f32).sin(), "sample {i}");
+        }
+        for glide in [Glide::CentreToCentre, Glide::HalfHop] {
+            let g = glide.samples();
+            for i in 0..HOP {
+                let sum = grain_window(i, g).powi(2) + grain_window(i + HOP, g).powi(2);
+                assert!((sum - 1.0).abs() < 1e-6, "{glide:?} sample {i}: {sum}");
+            }
+        }
     }
 
     /// A frame's sound sits where the reported delay says, with either

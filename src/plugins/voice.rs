@@ -292,18 +292,25 @@ impl VoiceSetup {
             // A hop's work may come late by up to a whole hop: a HiFi-GAN
             // block or an RVC window is computed per hop, and Balanced's
             // one-frame hop is short enough that scheduling jitter is a
-            // large share of it. Low latency trades that reserve for delay:
-            // half a hop (5.8 ms at 48 kHz), as Clean's light models have;
-            // its frame costs about 1 % of the hop.
+            // large share of it. Low latency with only the built-in
+            // converter trades that reserve for delay: half a hop (5.8 ms
+            // at 48 kHz), as Clean's light models have; its frame costs
+            // about 1 % of the hop. (A user RVC model keeps a whole hop.)
             inference_allowance: match self.mode {
                 ConversionMode::Offline => 0,
-                ConversionMode::Live(LiveVoice::LowLatency) => hop_host.div_ceil(2),
+                ConversionMode::Live(LiveVoice::LowLatency) if self.only_built_in() => hop_host.div_ceil(2),
                 ConversionMode::Live(_) => hop_host,
             },
             label: "Voice".into(),
             initial_model: self.initial_model,
             shelf: None,
         })
+    }
+
+    /// Whether every model the plugin can switch to is the built-in
+    /// converter (no user RVC model).
+    fn only_built_in(&self) -> bool {
+        self.models.iter().all(|m| matches!(m.kind, VoiceModelKind::Default))
     }
 
     /// The latency this setup reports (main thread).
