@@ -704,6 +704,9 @@ pub fn copy_synthesis_of_list(list: &Path, output: &Path, vocoder: &str) -> Resu
             (0..audio.frames()).map(|i| audio.channels.iter().map(|c| c[i]).sum::<f32>() / audio.channels.len() as f32).collect();
         let x = crate::dsp::resample::resample_whole(&mono, audio.sample_rate, SAMPLE_RATE).map_err(|e| model(&e))?;
         let frames = mel::log_mel(&x);
+        let Some(&last) = frames.last() else {
+            return Err(model(&format!("{line}: too short for one mel frame")));
+        };
         let y = match hifigan.as_mut() {
             Some(net) => net.vocode(&frames).map_err(|e| model(&e))?,
             None => {
@@ -711,7 +714,7 @@ pub fn copy_synthesis_of_list(list: &Path, output: &Path, vocoder: &str) -> Resu
                 let mut v = SourceFilterVocoder::default();
                 let mut y = vec![0.0; (frames.len() + 1) * HOP];
                 for (j, chunk) in y.chunks_exact_mut(HOP).enumerate() {
-                    let (frame, f) = frames.get(j).map_or((frames[frames.len() - 1], 0.0), |m| (*m, f0[j]));
+                    let (frame, f) = frames.get(j).map_or((last, 0.0), |m| (*m, f0[j]));
                     v.process_frame(&frame, f, chunk);
                 }
                 y.drain(..v.delay_samples());

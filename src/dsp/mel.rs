@@ -247,6 +247,17 @@ impl StreamingMel {
     /// Delay of [`StreamingMel::short_window`].
     pub const SHORT_DELAY_FRAMES: usize = Self::DELAY_FRAMES - 1;
 
+    /// Frames a front end is behind its input: [`Self::SHORT_DELAY_FRAMES`]
+    /// with the short window, else [`Self::DELAY_FRAMES`] (known before one
+    /// is built).
+    pub const fn delay_frames_for(short_window: bool) -> usize {
+        if short_window {
+            Self::SHORT_DELAY_FRAMES
+        } else {
+            Self::DELAY_FRAMES
+        }
+    }
+
     pub fn new() -> Self {
         Self { analyser: HifiGanMel::new(), history: vec![0.0; Self::HISTORY], short: None }
     }
@@ -269,11 +280,7 @@ impl StreamingMel {
     }
 
     pub fn delay_frames(&self) -> usize {
-        if self.short.is_some() {
-            Self::SHORT_DELAY_FRAMES
-        } else {
-            Self::DELAY_FRAMES
-        }
+        Self::delay_frames_for(self.short.is_some())
     }
 
     pub fn delay_samples(&self) -> usize {

@@ -210,15 +210,6 @@ impl ConverterSettings {
         }
     }
 
-    /// Frames the mel front end is behind the input.
-    fn mel_delay_frames(&self) -> usize {
-        if self.short_window {
-            StreamingMel::SHORT_DELAY_FRAMES
-        } else {
-            StreamingMel::DELAY_FRAMES
-        }
-    }
-
     /// Frames between a mel frame's hop and the frame's analysis: the
     /// content model's look-ahead `right` (when phonetic), the mel front
     /// end's delay, and waiting for the frame's F0.
@@ -226,7 +217,7 @@ impl ConverterSettings {
         let right = if self.phonetic { right } else { 0 };
         conversion_lag(
             right,
-            self.mel_delay_frames(),
+            StreamingMel::delay_frames_for(self.short_window),
             self.pitch_tracker().delay_hops(),
             self.pitch_early,
         )
