@@ -326,19 +326,24 @@ fn main() {
         )
         .converter(),
     };
-    // MANIFOLD_VOICE_VOCODER=source-filter: the setting's converter with the
-    // source-filter vocoder (what the vocoder costs, apart from the rest).
+    // MANIFOLD_VOICE_VOCODER=source-filter or light: the setting's converter
+    // with that vocoder (what the vocoder costs, apart from the rest).
     let settings = match std::env::var("MANIFOLD_VOICE_VOCODER").as_deref() {
         Ok("source-filter") => match settings.vocoder {
             VocoderChoice::SourceFilter(_) => settings,
-            VocoderChoice::HifiGan(_) => ConverterSettings { vocoder: VocoderChoice::SourceFilter(Glide::CentreToCentre), ..settings },
+            _ => ConverterSettings { vocoder: VocoderChoice::SourceFilter(Glide::CentreToCentre), ..settings },
         },
-        Ok(other) => panic!("MANIFOLD_VOICE_VOCODER: {other}? (source-filter)"),
+        Ok("light") => ConverterSettings { vocoder: VocoderChoice::Light, ..settings },
+        Ok(other) => panic!("MANIFOLD_VOICE_VOCODER: {other}? (source-filter, light)"),
         Err(_) => settings,
+    };
+    let quality_vocoder_dir = match settings.vocoder {
+        VocoderChoice::Light => data.join(manifold::pipelines::vocoder_light::MODEL_ID),
+        _ => vocoder_dir.clone(),
     };
     println!("converter setting: {setting} ({settings:?})");
     let mut conv =
-        DefaultVoiceConverter::load(&content_dir, &vocoder_dir, 1, Device::Cpu, 2, settings)
+        DefaultVoiceConverter::load(&content_dir, &quality_vocoder_dir, 1, Device::Cpu, 2, settings)
             .expect("converter");
     let wav_dir = out_dir.join("out");
     std::fs::create_dir_all(&wav_dir).expect("out dir");
@@ -570,6 +575,7 @@ fn main() {
                 v.new, v.left, v.right
             ),
             VocoderChoice::SourceFilter(glide) => format!("source-filter, {glide:?} glide"),
+            VocoderChoice::Light => "light vocoder".to_string(),
         };
         let label = live.map_or("offline".to_string(), |l| format!("live {}", l.cli_name()));
         for threads in [1, 2] {

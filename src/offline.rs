@@ -679,24 +679,32 @@ pub fn speaker_embeddings_of_list(list: &Path, output: &Path) -> Result<(), Rend
 
 /// Copy synthesis of each file in `list` (one path per line, relative to the
 /// list's folder): its log-mel frames and per-frame F0 straight into a
-/// vocoder (`"hifigan"` whole-file, or `"source-filter"`), written as
+/// vocoder (`"hifigan"` whole-file, `"light"` or `"source-filter"`), written as
 /// `output/<k>.wav` at 22050 Hz. What a vocoder alone does to speech, apart
 /// from conversion (`xtask/py/vocoder_copy_wer.py` scores it).
 pub fn copy_synthesis_of_list(list: &Path, output: &Path, vocoder: &str) -> Result<(), RenderError> {
     use crate::dsp::mel::{self, HOP, SAMPLE_RATE};
+    use crate::pipelines::vocoder_light::LightVocoder;
     use crate::pipelines::vocoder_source_filter::SourceFilterVocoder;
     let model = |e: &dyn std::fmt::Display| RenderError::Model(e.to_string());
     let text = std::fs::read_to_string(list).map_err(|e| model(&format!("{}: {e}", list.display())))?;
     let base = list.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(output).map_err(|e| model(&format!("{}: {e}", output.display())))?;
-    let mut hifigan = match vocoder {
+    let installed = |id: &str| -> Result<std::path::PathBuf, RenderError> {
+        crate::runtime::onnx::environment().map_err(|e| model(&e))?;
+        Ok(crate::runtime::store::find_model(id).map_err(|e| model(&e))?.dir)
+    };
+    let (mut hifigan, mut light) = match vocoder {
         "hifigan" => {
-            crate::runtime::onnx::environment().map_err(|e| model(&e))?;
-            let installed = crate::runtime::store::find_model(crate::pipelines::vocoder_hifigan::MODEL_ID).map_err(|e| model(&e))?;
-            Some(crate::pipelines::vocoder_hifigan::HifiGan::load(&installed.dir, Device::Cpu).map_err(|e| model(&e))?)
+            let dir = installed(crate::pipelines::vocoder_hifigan::MODEL_ID)?;
+            (Some(crate::pipelines::vocoder_hifigan::HifiGan::load(&dir, Device::Cpu).map_err(|e| model(&e))?), None)
         }
-        "source-filter" => None,
-        other => return Err(model(&format!("--vocoder {other}? (hifigan, source-filter)"))),
+        "light" => {
+            let dir = installed(crate::pipelines::vocoder_light::MODEL_ID)?;
+            (None, Some(LightVocoder::load(&dir, Device::Cpu, 1).map_err(|e| model(&e))?))
+        }
+        "source-filter" => (None, None),
+        other => return Err(model(&format!("--vocoder {other}? (hifigan, light, source-filter)"))),
     };
     for (k, line) in text.lines().map(str::trim).filter(|l| !l.is_empty()).enumerate() {
         let audio = read_audio(&base.join(line))?;
@@ -707,22 +715,52 @@ pub fn copy_synthesis_of_list(list: &Path, output: &Path, vocoder: &str) -> Resu
         let Some(&last) = frames.last() else {
             return Err(model(&format!("{line}: too short for one mel frame")));
         };
-        let y = match hifigan.as_mut() {
-            Some(net) => net.vocode(&frames).map_err(|e| model(&e))?,
-            None => {
-                let f0 = crate::pipelines::convert_voice::frame_pitch(&x, frames.len());
-                let mut v = SourceFilterVocoder::default();
-                let mut y = vec![0.0; (frames.len() + 1) * HOP];
-                for (j, chunk) in y.chunks_exact_mut(HOP).enumerate() {
-                    let (frame, f) = frames.get(j).map_or((last, 0.0), |m| (*m, f0[j]));
-                    v.process_frame(&frame, f, chunk);
-                }
-                y.drain(..v.delay_samples());
-                y.truncate(frames.len() * HOP);
-                y
+        let y = if let Some(net) = hifigan.as_mut() {
+            net.vocode(&frames).map_err(|e| model(&e))?
+        } else {
+            // Streaming vocoders, one frame per call; the frames after the
+            // last repeat it until its delay has come out.
+            let f0 = crate::pipelines::convert_voice::frame_pitch(&x, frames.len());
+            let mut sf = SourceFilterVocoder::default();
+            if let Some(v) = light.as_mut() {
+                v.reset();
             }
+            let delay = light.as_ref().map_or(sf.delay_samples(), |_| crate::pipelines::vocoder_light::DELAY_SAMPLES);
+            let mut y = vec![0.0; (frames.len() + delay.div_ceil(HOP)) * HOP];
+            for (j, chunk) in y.chunks_exact_mut(HOP).enumerate() {
+                let (frame, f) = frames.get(j).map_or((last, 0.0), |m| (*m, f0[j]));
+                match light.as_mut() {
+                    Some(v) => v.process(std::slice::from_ref(&frame), &[f], chunk).map_err(|e| model(&e))?,
+                    None => sf.process_frame(&frame, f, chunk),
+                }
+            }
+            y.drain(..delay);
+            y.truncate(frames.len() * HOP);
+            y
         };
         write_wav(&output.join(format!("{k}.wav")), &AudioData { sample_rate: SAMPLE_RATE, channels: vec![y] })?;
+    }
+    Ok(())
+}
+
+/// The converter's per-frame F0 (what the vocoder is given) of each file in
+/// `list` (one path per line, relative to the list's folder, 22050 Hz), as
+/// `output/<k>.f0`: little-endian f32 per mel frame, 0 = unvoiced.
+pub fn frame_pitch_of_list(list: &Path, output: &Path) -> Result<(), RenderError> {
+    use crate::dsp::mel::{self, SAMPLE_RATE};
+    let model = |e: &dyn std::fmt::Display| RenderError::Model(e.to_string());
+    let text = std::fs::read_to_string(list).map_err(|e| model(&format!("{}: {e}", list.display())))?;
+    let base = list.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(output).map_err(|e| model(&format!("{}: {e}", output.display())))?;
+    for (k, line) in text.lines().map(str::trim).filter(|l| !l.is_empty()).enumerate() {
+        let audio = read_audio(&base.join(line))?;
+        if audio.sample_rate != SAMPLE_RATE || audio.channels.len() != 1 {
+            return Err(model(&format!("{line}: needs mono {SAMPLE_RATE} Hz")));
+        }
+        let x = &audio.channels[0];
+        let f0 = crate::pipelines::convert_voice::frame_pitch(x, mel::log_mel(x).len());
+        let bytes: Vec<u8> = f0.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(output.join(format!("{k}.f0")), bytes).map_err(|e| model(&format!("{}: {e}", output.display())))?;
     }
     Ok(())
 }

@@ -105,9 +105,18 @@ enum Command {
         list: PathBuf,
         #[arg(short, long)]
         output: PathBuf,
-        /// hifigan or source-filter.
+        /// hifigan, light or source-filter.
         #[arg(long, default_value = "source-filter")]
         vocoder: String,
+    },
+    /// The F0 the converter's pitch tracker reads for each mel frame of each
+    /// file of LIST (one per line) → OUT_DIR/<k>.f0 (little-endian f32 per
+    /// frame, 0 = unvoiced): training data for the light vocoder.
+    #[command(hide = true)]
+    FramePitch {
+        list: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
     },
     /// Print the latency Manifold Clean reports to a host, and where it comes from.
     Latency {
@@ -314,7 +323,7 @@ fn run_batch(command: BatchCommand) -> Result<ExitCode, RenderError> {
 fn print_models() {
     use manifold::runtime::store;
     println!("Installed models (data folders: {}):", store::data_dirs().iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "));
-    for id in ["deepfilternet3", "gtcrn", "nsnet2_48k", "spleeter_2stems", "isolate_target", "voicefilter_lite", "hifigan_universal", "content_phones"] {
+    for id in ["deepfilternet3", "gtcrn", "nsnet2_48k", "spleeter_2stems", "isolate_target", "voicefilter_lite", "hifigan_universal", "content_phones", "vocoder_light"] {
         match store::find_model(id) {
             Ok(m) => println!("  {id:<18} {} Hz, latency {} samples, licence {}, from {}", m.manifest.sample_rate, m.manifest.latency_samples, m.manifest.license, m.manifest.source),
             Err(e) => println!("  {id:<18} not installed: {e}"),
@@ -471,6 +480,7 @@ fn run(command: Command) -> Result<(), RenderError> {
         Command::Batch { task } => run_batch(task).map(|_| ()),
         Command::SpeakerEmbeddings { list, output } => offline::speaker_embeddings_of_list(&list, &output),
         Command::CopySynthesis { list, output, vocoder } => offline::copy_synthesis_of_list(&list, &output, &vocoder),
+        Command::FramePitch { list, output } => offline::frame_pitch_of_list(&list, &output),
         Command::Models => {
             print_models();
             Ok(())

@@ -28,6 +28,7 @@
 //! background thread in the plugin, the main thread in the CLI).
 
 use super::vocoder_hifigan::{HifiGan, StreamingConfig, StreamingVocoder};
+use super::vocoder_light::LightVocoder;
 use super::vocoder_source_filter::{Glide, SourceFilterVocoder};
 use super::HopModel;
 use crate::dsp::loudness::OutputLevel;
@@ -126,6 +127,9 @@ pub enum VocoderChoice {
     /// Harmonics plus noise from the frame's envelope and the target F0
     /// (`vocoder_source_filter.rs`): no model, one frame per call.
     SourceFilter(Glide),
+    /// Manifold's light causal vocoder (`vocoder_light.rs`), one frame per
+    /// call.
+    Light,
 }
 
 /// How the converter runs: its vocoder; whether it uses the phone
@@ -189,7 +193,7 @@ impl ConverterSettings {
     pub fn frames_per_call(&self) -> usize {
         match self.vocoder {
             VocoderChoice::HifiGan(cfg) => cfg.new,
-            VocoderChoice::SourceFilter(_) => 1,
+            VocoderChoice::SourceFilter(_) | VocoderChoice::Light => 1,
         }
     }
 
@@ -198,6 +202,7 @@ impl ConverterSettings {
         match self.vocoder {
             VocoderChoice::HifiGan(cfg) => cfg.right * HOP,
             VocoderChoice::SourceFilter(glide) => glide.delay_samples(),
+            VocoderChoice::Light => super::vocoder_light::DELAY_SAMPLES,
         }
     }
 
@@ -244,6 +249,7 @@ impl ConverterSettings {
 enum Vocoder {
     HifiGan(StreamingVocoder),
     SourceFilter(Box<SourceFilterVocoder>),
+    Light(LightVocoder),
 }
 
 impl Vocoder {
@@ -257,6 +263,7 @@ impl Vocoder {
     ) -> Result<(), RuntimeError> {
         match self {
             Vocoder::HifiGan(v) => v.process(frames, out),
+            Vocoder::Light(v) => v.process(frames, f0, out),
             Vocoder::SourceFilter(v) => {
                 for ((frame, f), chunk) in frames.iter().zip(f0).zip(out.chunks_exact_mut(HOP)) {
                     v.process_frame(frame, *f, chunk);
@@ -269,6 +276,7 @@ impl Vocoder {
     fn reset(&mut self) {
         match self {
             Vocoder::HifiGan(v) => v.reset(),
+            Vocoder::Light(v) => v.reset(),
             Vocoder::SourceFilter(v) => v.reset(),
         }
     }
@@ -276,6 +284,7 @@ impl Vocoder {
     fn faults(&self) -> u64 {
         match self {
             Vocoder::HifiGan(v) => v.faults(),
+            Vocoder::Light(v) => v.faults(),
             Vocoder::SourceFilter(_) => 0,
         }
     }
@@ -1023,6 +1032,11 @@ impl DefaultVoiceConverter {
                 Vocoder::SourceFilter(Box::new(SourceFilterVocoder::new(glide))),
                 "CPU (source-filter synthesis, no vocoder model)".to_string(),
             ),
+            VocoderChoice::Light => {
+                let v = LightVocoder::load(vocoder_dir, device, threads)?;
+                let note = format!("{} (light vocoder)", v.device_note());
+                (Vocoder::Light(v), note)
+            }
         };
         let (left, content_right) = content.context();
         let pitch = settings.pitch_tracker();
@@ -1101,6 +1115,9 @@ impl DefaultVoiceConverter {
         let vocoder_dir = match settings.vocoder {
             VocoderChoice::HifiGan(_) => {
                 crate::runtime::store::find_model(super::vocoder_hifigan::MODEL_ID)?.dir
+            }
+            VocoderChoice::Light => {
+                crate::runtime::store::find_model(super::vocoder_light::MODEL_ID)?.dir
             }
             VocoderChoice::SourceFilter(_) => content.dir.clone(),
         };

@@ -19,6 +19,7 @@ pub mod separate_window;
 pub mod speaker_embedder;
 pub mod stream;
 pub mod vocoder_hifigan;
+pub mod vocoder_light;
 pub mod vocoder_source_filter;
 
 use crate::runtime::RuntimeError;

