@@ -36,9 +36,10 @@ fn main() -> Result<()> {
         "voice-live" => voice_live(&root),
         "train-content" => train_content(&root, &rest),
         "train-isolation" => train_isolation(&root, &rest),
+        "train-vocoder" => train_vocoder(&root, &rest),
         "eval-isolation" => eval_isolation(&root),
         "install" => install(&root),
-        _ => bail!("usage: cargo xtask <models [IDS..] | bundle manifold [--release] | demo | test | test-cluster | bench | bench-voice | voice-live | quality | train-content [--exact] | train-isolation [--steps N] | eval-isolation | install>"),
+        _ => bail!("usage: cargo xtask <models [IDS..] | bundle manifold [--release] | demo | test | test-cluster | bench | bench-voice | voice-live | quality | train-content [--exact] | train-isolation [--steps N] | train-vocoder [--steps A,B] | eval-isolation | install>"),
     }
 }
 
@@ -412,6 +413,46 @@ fn train_isolation(root: &Path, rest: &[String]) -> Result<()> {
     }
     eprintln!(
         "xtask train-isolation: training {:.0} s; models/isolate_target updated; `cargo xtask models isolate_target` installs it, `cargo xtask eval-isolation` scores it",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Trains Voice's light live vocoder (issue 15) into `models/vocoder_light`
+/// with `xtask/py/train_vocoder.py` (jax, CPU; the core-sounds recordings):
+/// first without the harmonic source (2000 steps of a 4000-step schedule from
+/// learning rate 1e-3), then
+/// from those weights with it (3000 steps, 5e-4; F0 from the release CLI's
+/// pitch tracker); `xtask/py/prepare_hifigan_stream.py` exports the
+/// streaming graph. `--steps A,B` changes the two runs' lengths.
+fn train_vocoder(root: &Path, rest: &[String]) -> Result<()> {
+    let py = venv::python(root)?;
+    run(Command::new(&py).args(["-m", "pip", "install", "-q", "--disable-pip-version-check"]).args(TRAINING_PACKAGES))?;
+    run(Command::new("cargo").args(["build", "--release", "--bin", "manifold"]))?;
+    let steps = rest.iter().position(|a| a == "--steps").and_then(|i| rest.get(i + 1)).cloned().unwrap_or_else(|| "2000,3000".into());
+    let (plain_steps, source_steps) = steps.split_once(',').context("--steps A,B")?;
+    let t = std::time::Instant::now();
+    let plain = root.join("target/vocoder-light");
+    let plain_schedule = (plain_steps.parse::<u32>().context("--steps A,B")? * 2).to_string();
+    run(Command::new(&py).arg("xtask/py/train_vocoder.py").arg(&plain).args(["--steps", &plain_schedule, "--stop", plain_steps, "--lr", "1e-3"]))?;
+    let out = root.join("target/vocoder-nsf");
+    run(Command::new(&py)
+        .arg("xtask/py/train_vocoder.py")
+        .arg(&out)
+        .args(["--steps", source_steps, "--lr", "5e-4", "--manifold"])
+        .arg(root.join("target/release/manifold"))
+        .arg("--init")
+        .arg(plain.join("vocoder_light.npz")))?;
+    let dst = root.join("models/vocoder_light");
+    std::fs::create_dir_all(&dst)?;
+    run(Command::new(&py)
+        .arg("xtask/py/prepare_hifigan_stream.py")
+        .arg(out.join("vocoder_light.npz"))
+        .arg(dst.join("vocoder_light.onnx"))
+        .args(["--fractions", "0,0,0,0,0"]))?;
+    std::fs::copy(out.join("vocoder_light.json"), dst.join("vocoder_light.json"))?;
+    eprintln!(
+        "xtask train-vocoder: {:.0} s; models/vocoder_light updated; `cargo xtask models vocoder_light` installs it",
         t.elapsed().as_secs_f64()
     );
     Ok(())

@@ -187,7 +187,7 @@ pub fn install(root: &Path, ids: &[String]) -> Result<PathBuf> {
         eprintln!("xtask models: runtime {name} {} -> {}", pin.version, files[0].display());
     }
     for id in &wanted {
-        if id == "runtime" || id == CONTENT_MODEL_ID || id == ISOLATION_MODEL_ID {
+        if id == "runtime" || id == CONTENT_MODEL_ID || id == ISOLATION_MODEL_ID || id == LIGHT_VOCODER_ID {
             continue;
         }
         let pin = pins.models.get(id).with_context(|| format!("no pin for model '{id}' in models.toml"))?;
@@ -230,6 +230,9 @@ pub fn install(root: &Path, ids: &[String]) -> Result<PathBuf> {
     }
     if ids.is_empty() || wanted.iter().any(|id| id == ISOLATION_MODEL_ID) {
         install_isolation_model(root, &data)?;
+    }
+    if ids.is_empty() || wanted.iter().any(|id| id == LIGHT_VOCODER_ID) {
+        install_light_vocoder(root, &data)?;
     }
     Ok(data)
 }
@@ -292,6 +295,35 @@ fn install_isolation_model(root: &Path, data: &Path) -> Result<()> {
     };
     std::fs::write(dir.join("manifest.toml"), toml::to_string(&manifest)?)?;
     eprintln!("xtask models: {ISOLATION_MODEL_ID} (Manifold's own) -> {}", dir.display());
+    Ok(())
+}
+
+/// The project's own light live vocoder (Voice), committed in
+/// `models/vocoder_light` and made by `cargo xtask train-vocoder`.
+pub const LIGHT_VOCODER_ID: &str = "vocoder_light";
+
+fn install_light_vocoder(root: &Path, data: &Path) -> Result<()> {
+    let src = root.join("models/vocoder_light");
+    let dir = data.join("models").join(LIGHT_VOCODER_ID);
+    std::fs::create_dir_all(&dir)?;
+    for f in ["vocoder_light.onnx", "vocoder_light.json", "README.md"] {
+        std::fs::copy(src.join(f), dir.join(f)).with_context(|| format!("copying models/vocoder_light/{f}"))?;
+    }
+    let manifest = Manifest {
+        id: LIGHT_VOCODER_ID,
+        task: "convert",
+        file: "vocoder_light.onnx",
+        sample_rate: 22050,
+        hop: 256,
+        n_fft: 1024,
+        latency_samples: 147,
+        license: "GPL-3.0-or-later (Manifold's own, trained on Debian's Asterisk core-sounds prompts)",
+        license_file: Some("README.md"),
+        source: "Manifold (models/vocoder_light, made by `cargo xtask train-vocoder`)".into(),
+        sha256: sha256_file(&dir.join("vocoder_light.onnx"))?,
+    };
+    std::fs::write(dir.join("manifest.toml"), toml::to_string(&manifest)?)?;
+    eprintln!("xtask models: {LIGHT_VOCODER_ID} (Manifold's own) -> {}", dir.display());
     Ok(())
 }
 
