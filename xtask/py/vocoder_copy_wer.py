@@ -10,8 +10,14 @@ Two sets of Allison's recorded prompts (asterisk-core-sounds-en-g722):
   tests), for tuning a vocoder without looking at the test prompts. Same
   selection rules and preparation as make_real_voice_set.py.
 
+Beside the WER, for each vocoder: the log-mel distance of the copies to
+the recordings (mean |difference| of HiFi-GAN's natural-log mel over each
+prompt's loudest 40 % of frames, in dB) and where the copies' energy
+envelope sits against the recording's (lag of the best match of 5 ms log
+energy envelopes within ±68 ms, in samples; + = the copy is late).
+
 usage: python vocoder_copy_wer.py MANIFOLD_BIN SET_DIR OUT_DIR [--dev N] [VOCODER ...]
-VOCODER: hifigan, source-filter (default: both).
+VOCODER: hifigan, light, source-filter (default: hifigan, source-filter).
 """
 import json
 import os
@@ -20,6 +26,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import asr_wer  # noqa: E402
+import make_phone_set as mps  # noqa: E402  (HiFi-GAN's mel front end)
 import make_real_voice_set as real  # noqa: E402
 import make_voice_set as mvs  # noqa: E402
 import numpy as np  # noqa: E402
@@ -31,6 +38,35 @@ def to_pcm16(path):
     rate, x = wavfile.read(path)
     wavfile.write(path, rate, (np.clip(x, -1, 1) * 32767).astype(np.int16))
     return path
+
+
+def read_float(path):
+    rate, x = wavfile.read(path)
+    x = x.astype(np.float64)
+    return x / 32768.0 if np.abs(x).max() > 2 else x
+
+
+def mel_distance_db(x, y):
+    """Mean |log-mel difference| over x's loudest 40 % of frames, in dB."""
+    mx, my = mps.log_mel(x), mps.log_mel(y[: len(x)])
+    n = min(len(mx), len(my))
+    mx, my = mx[:n], my[:n]
+    e = mx.mean(axis=1)
+    loud = e > np.percentile(e, 60)
+    return float(np.mean(np.abs(mx - my)[loud]) * 20 / np.log(10))
+
+
+def envelope_lag(x, y, reach=1500, step=5):
+    """Lag (samples, + = y late) of the best match of 5 ms log-energy envelopes."""
+    n = min(len(x), len(y))
+    if n <= 2 * reach + 1:
+        return 0
+    def env(s):
+        e = np.log(np.convolve(s[:n] ** 2, np.ones(110) / 110, mode="same") + 1e-9)
+        return e - e.mean()
+    ex, ey = env(x), env(y)
+    lags = range(-reach, reach, step)
+    return lags[int(np.argmax([np.dot(ex[reach:n - reach], ey[reach + k:n - reach + k]) for k in lags]))]
 
 
 def dev_set(out, n):
@@ -75,6 +111,15 @@ def main(argv):
         words = sum(f["words"] for f in r["files"])
         print(f"{name:16s} WER {r['total_wer']:.3f} ({sum(f['errors'] for f in r['files'])} errors / {words} words, "
               f"{len(r['files'])} files)")
+    for name in vocoders:
+        dist, lags = [], []
+        for k, t in enumerate(tests):
+            x = read_float(os.path.join(set_dir, t["path"]))
+            y = read_float(os.path.join(out_dir, name, f"{k}.wav"))
+            dist.append(mel_distance_db(x, y))
+            lags.append(envelope_lag(x, y))
+        print(f"{name:16s} log-mel distance (loud frames) {np.mean(dist):.2f} dB; envelope lag median {np.median(lags):+.0f} "
+              f"samples, range {min(lags):+d} to {max(lags):+d}")
     json.dump({name: r for name, r in rows}, open(os.path.join(out_dir, "copy_wer.json"), "w"), indent=1)
 
 
