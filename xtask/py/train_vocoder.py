@@ -137,7 +137,6 @@ def batch(corpus, rng, size):
     mels, audio, sources = [], [], []
     lengths = np.array([len(m) for _, m, _ in corpus], np.float64)
     pick = rng.choice(len(corpus), size=size, p=lengths / lengths.sum())
-    total = CONTEXT_FRAMES + SEG_FRAMES
     for i in pick:
         x, mel, f0 = corpus[i]
         t0 = rng.integers(0, len(mel) - SEG_FRAMES + 1)

@@ -241,14 +241,27 @@ pub fn install(root: &Path, ids: &[String]) -> Result<PathBuf> {
 /// committed in `models/content` and made by `cargo xtask train-content`.
 pub const CONTENT_MODEL_ID: &str = "content_phones";
 
-fn install_content_model(root: &Path, data: &Path) -> Result<()> {
-    let src = root.join("models/content");
-    let dir = data.join("models").join(CONTENT_MODEL_ID);
+/// Copies one of the project's own models (`models/<folder>`: `<id>.onnx`,
+/// `<id>.json`, `README.md`) into the data folder; returns its folder there.
+fn copy_own_model(root: &Path, data: &Path, id: &str, folder: &str) -> Result<PathBuf> {
+    let src = root.join("models").join(folder);
+    let dir = data.join("models").join(id);
     std::fs::create_dir_all(&dir)?;
-    for f in ["content_phones.onnx", "content_phones.json", "README.md"] {
-        std::fs::copy(src.join(f), dir.join(f)).with_context(|| format!("copying models/content/{f}"))?;
+    for f in [format!("{id}.onnx"), format!("{id}.json"), "README.md".to_string()] {
+        std::fs::copy(src.join(&f), dir.join(&f)).with_context(|| format!("copying models/{folder}/{f}"))?;
     }
-    let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(src.join("content_phones.json"))?)?;
+    Ok(dir)
+}
+
+fn write_own_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
+    std::fs::write(dir.join("manifest.toml"), toml::to_string(manifest)?)?;
+    eprintln!("xtask models: {} (Manifold's own) -> {}", manifest.id, dir.display());
+    Ok(())
+}
+
+fn install_content_model(root: &Path, data: &Path) -> Result<()> {
+    let dir = copy_own_model(root, data, CONTENT_MODEL_ID, "content")?;
+    let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("content_phones.json"))?)?;
     let right = info["context"]["right"].as_u64().context("content_phones.json: context.right")? as usize;
     let manifest = Manifest {
         id: CONTENT_MODEL_ID,
@@ -263,9 +276,7 @@ fn install_content_model(root: &Path, data: &Path) -> Result<()> {
         source: "Manifold (models/content, made by `cargo xtask train-content`)".into(),
         sha256: sha256_file(&dir.join("content_phones.onnx"))?,
     };
-    std::fs::write(dir.join("manifest.toml"), toml::to_string(&manifest)?)?;
-    eprintln!("xtask models: {CONTENT_MODEL_ID} (Manifold's own) -> {}", dir.display());
-    Ok(())
+    write_own_manifest(&dir, &manifest)
 }
 
 /// The project's own target-speaker isolation model (Stems), committed in
@@ -274,12 +285,7 @@ fn install_content_model(root: &Path, data: &Path) -> Result<()> {
 pub const ISOLATION_MODEL_ID: &str = "isolate_target";
 
 fn install_isolation_model(root: &Path, data: &Path) -> Result<()> {
-    let src = root.join("models/isolate_target");
-    let dir = data.join("models").join(ISOLATION_MODEL_ID);
-    std::fs::create_dir_all(&dir)?;
-    for f in ["isolate_target.onnx", "isolate_target.json", "README.md"] {
-        std::fs::copy(src.join(f), dir.join(f)).with_context(|| format!("copying models/isolate_target/{f}"))?;
-    }
+    let dir = copy_own_model(root, data, ISOLATION_MODEL_ID, "isolate_target")?;
     let manifest = Manifest {
         id: ISOLATION_MODEL_ID,
         task: "separate",
@@ -293,9 +299,7 @@ fn install_isolation_model(root: &Path, data: &Path) -> Result<()> {
         source: "Manifold (models/isolate_target, made by `cargo xtask train-isolation`)".into(),
         sha256: sha256_file(&dir.join("isolate_target.onnx"))?,
     };
-    std::fs::write(dir.join("manifest.toml"), toml::to_string(&manifest)?)?;
-    eprintln!("xtask models: {ISOLATION_MODEL_ID} (Manifold's own) -> {}", dir.display());
-    Ok(())
+    write_own_manifest(&dir, &manifest)
 }
 
 /// The project's own light live vocoder (Voice), committed in
@@ -303,12 +307,7 @@ fn install_isolation_model(root: &Path, data: &Path) -> Result<()> {
 pub const LIGHT_VOCODER_ID: &str = "vocoder_light";
 
 fn install_light_vocoder(root: &Path, data: &Path) -> Result<()> {
-    let src = root.join("models/vocoder_light");
-    let dir = data.join("models").join(LIGHT_VOCODER_ID);
-    std::fs::create_dir_all(&dir)?;
-    for f in ["vocoder_light.onnx", "vocoder_light.json", "README.md"] {
-        std::fs::copy(src.join(f), dir.join(f)).with_context(|| format!("copying models/vocoder_light/{f}"))?;
-    }
+    let dir = copy_own_model(root, data, LIGHT_VOCODER_ID, "vocoder_light")?;
     let manifest = Manifest {
         id: LIGHT_VOCODER_ID,
         task: "convert",
@@ -322,9 +321,7 @@ fn install_light_vocoder(root: &Path, data: &Path) -> Result<()> {
         source: "Manifold (models/vocoder_light, made by `cargo xtask train-vocoder`)".into(),
         sha256: sha256_file(&dir.join("vocoder_light.onnx"))?,
     };
-    std::fs::write(dir.join("manifest.toml"), toml::to_string(&manifest)?)?;
-    eprintln!("xtask models: {LIGHT_VOCODER_ID} (Manifold's own) -> {}", dir.display());
-    Ok(())
+    write_own_manifest(&dir, &manifest)
 }
 
 #[cfg(test)]
