@@ -56,18 +56,29 @@ pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+/// Mirrors `from` into `to` (a file already there with the same size and no
+/// older is left alone). With `link`, each file is hard-linked where the
+/// file system allows and copied otherwise: the bundle's 425 MB of models
+/// then take no second copy on disk (a CI machine short of disk failed in
+/// the linker). Installs copy: a later rebuild must not rewrite what a DAW
+/// has loaded.
+fn mirror_dir(from: &Path, to: &Path, link: bool) -> Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let target = to.join(entry.file_name());
         if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
+            mirror_dir(&entry.path(), &target, link)?;
         } else {
             let fresh = std::fs::metadata(&target).map(|m| m.len() == entry.metadata().map(|e| e.len()).unwrap_or(0)).unwrap_or(false)
                 && std::fs::metadata(&target).and_then(|m| m.modified()).ok() >= entry.metadata().and_then(|m| m.modified()).ok();
             if !fresh {
-                std::fs::copy(entry.path(), &target)?;
+                if target.exists() {
+                    std::fs::remove_file(&target)?;
+                }
+                if !link || std::fs::hard_link(entry.path(), &target).is_err() {
+                    std::fs::copy(entry.path(), &target)?;
+                }
             }
         }
     }
@@ -83,7 +94,7 @@ fn bundle(root: &Path, args: &[String]) -> Result<()> {
     std::env::set_current_dir(root)?;
     let data = root.join("target/manifold-data");
     if data.is_dir() {
-        copy_dir(&data, &root.join("target/bundled/manifold-data"))?;
+        mirror_dir(&data, &root.join("target/bundled/manifold-data"), true)?;
     } else {
         eprintln!("xtask bundle: no target/manifold-data yet (run `cargo xtask models`); the plugins will say so");
     }
@@ -501,11 +512,42 @@ fn install(root: &Path) -> Result<()> {
     if !bundled.join("Manifold.clap").is_file() {
         bail!("no bundles yet: run `cargo xtask demo` (or `cargo xtask bundle manifold --release`) first");
     }
-    copy_dir(&bundled.join("Manifold.vst3"), &home.join(".vst3/Manifold.vst3"))?;
+    mirror_dir(&bundled.join("Manifold.vst3"), &home.join(".vst3/Manifold.vst3"), false)?;
     std::fs::create_dir_all(home.join(".clap"))?;
     std::fs::copy(bundled.join("Manifold.clap"), home.join(".clap/Manifold.clap"))?;
     let data = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from).unwrap_or(home.join(".local/share")).join("manifold");
-    copy_dir(&root.join("target/manifold-data"), &data)?;
+    mirror_dir(&root.join("target/manifold-data"), &data, false)?;
     eprintln!("Installed ~/.vst3/Manifold.vst3, ~/.clap/Manifold.clap and {}", data.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mirror_dir;
+
+    #[test]
+    fn mirror_dir_links_for_the_bundle_and_copies_for_installs() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = dir.path().join("from");
+        std::fs::create_dir_all(from.join("models/a")).unwrap();
+        std::fs::write(from.join("models/a/w.onnx"), b"weights").unwrap();
+        mirror_dir(&from, &dir.path().join("linked"), true).unwrap();
+        mirror_dir(&from, &dir.path().join("copied"), false).unwrap();
+        for to in ["linked", "copied"] {
+            assert_eq!(std::fs::read(dir.path().join(to).join("models/a/w.onnx")).unwrap(), b"weights");
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let ino = |p: &str| std::fs::metadata(dir.path().join(p).join("models/a/w.onnx")).unwrap().ino();
+            assert_eq!(ino("linked"), ino("from"), "the bundle's data is a hard link");
+            assert_ne!(ino("copied"), ino("from"), "an install is a copy");
+        }
+        // A changed source replaces the mirror's file, linked or copied.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::remove_file(from.join("models/a/w.onnx")).unwrap();
+        std::fs::write(from.join("models/a/w.onnx"), b"new weights").unwrap();
+        mirror_dir(&from, &dir.path().join("copied"), false).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("copied/models/a/w.onnx")).unwrap(), b"new weights");
+    }
 }
