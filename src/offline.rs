@@ -681,8 +681,10 @@ pub fn speaker_embeddings_of_list(list: &Path, output: &Path) -> Result<(), Rend
 /// list's folder): its log-mel frames and per-frame F0 straight into a
 /// vocoder (`"hifigan"` whole-file, `"light"` or `"source-filter"`), written as
 /// `output/<k>.wav` at 22050 Hz. What a vocoder alone does to speech, apart
-/// from conversion (`xtask/py/vocoder_copy_wer.py` scores it).
-pub fn copy_synthesis_of_list(list: &Path, output: &Path, vocoder: &str) -> Result<(), RenderError> {
+/// from conversion (`xtask/py/vocoder_copy_wer.py` scores it). With `f0_dir`,
+/// file `k`'s F0 per frame comes from `f0_dir/<k>.f0` (little-endian f32,
+/// 0 = unvoiced; missing frames unvoiced) instead of the pitch tracker.
+pub fn copy_synthesis_of_list(list: &Path, output: &Path, vocoder: &str, f0_dir: Option<&Path>) -> Result<(), RenderError> {
     use crate::dsp::mel::{self, HOP, SAMPLE_RATE};
     use crate::pipelines::vocoder_light::LightVocoder;
     use crate::pipelines::vocoder_source_filter::SourceFilterVocoder;
@@ -720,7 +722,15 @@ pub fn copy_synthesis_of_list(list: &Path, output: &Path, vocoder: &str) -> Resu
         } else {
             // Streaming vocoders, one frame per call; the frames after the
             // last repeat it until its delay has come out.
-            let f0 = crate::pipelines::convert_voice::frame_pitch(&x, frames.len());
+            let f0 = match f0_dir {
+                None => crate::pipelines::convert_voice::frame_pitch(&x, frames.len()),
+                Some(dir) => {
+                    let path = dir.join(format!("{k}.f0"));
+                    let bytes = std::fs::read(&path).map_err(|e| model(&format!("{}: {e}", path.display())))?;
+                    let given: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+                    (0..frames.len()).map(|j| given.get(j).copied().unwrap_or(0.0)).collect()
+                }
+            };
             let mut sf = SourceFilterVocoder::default();
             if let Some(v) = light.as_mut() {
                 v.reset();

@@ -108,6 +108,10 @@ enum Command {
         /// hifigan, light or source-filter.
         #[arg(long, default_value = "source-filter")]
         vocoder: String,
+        /// Read each file's F0 from DIR/<k>.f0 (as `frame-pitch` writes it)
+        /// instead of the pitch tracker: what another tracker's F0 is worth.
+        #[arg(long, value_name = "DIR")]
+        f0: Option<PathBuf>,
     },
     /// The F0 the converter's pitch tracker reads for each mel frame of each
     /// file of LIST (one per line) → OUT_DIR/<k>.f0 (little-endian f32 per
@@ -479,7 +483,7 @@ fn run(command: Command) -> Result<(), RenderError> {
         }
         Command::Batch { task } => run_batch(task).map(|_| ()),
         Command::SpeakerEmbeddings { list, output } => offline::speaker_embeddings_of_list(&list, &output),
-        Command::CopySynthesis { list, output, vocoder } => offline::copy_synthesis_of_list(&list, &output, &vocoder),
+        Command::CopySynthesis { list, output, vocoder, f0 } => offline::copy_synthesis_of_list(&list, &output, &vocoder, f0.as_deref()),
         Command::FramePitch { list, output } => offline::frame_pitch_of_list(&list, &output),
         Command::Models => {
             print_models();

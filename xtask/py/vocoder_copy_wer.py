@@ -17,7 +17,10 @@ envelope sits against the recording's (lag of the best match of 5 ms log
 energy envelopes within ±68 ms, in samples; + = the copy is late).
 
 usage: python vocoder_copy_wer.py MANIFOLD_BIN SET_DIR OUT_DIR [--dev N] [VOCODER ...]
-VOCODER: hifigan, light, source-filter (default: hifigan, source-filter).
+VOCODER: hifigan, light, source-filter (default: hifigan, source-filter), or
+source-filter+harvest: the source-filter vocoder given WORLD's F0 (pyworld's
+Harvest, `pip install pyworld`) at the frames Manifold's tracker calls voiced,
+and the tracker's voicing: what the tracker's F0 values cost the vocoder.
 """
 import json
 import os
@@ -69,6 +72,40 @@ def envelope_lag(x, y, reach=1500, step=5):
     return lags[int(np.argmax([np.dot(ex[reach:n - reach], ey[reach + k:n - reach + k]) for k in lags]))]
 
 
+def harvest_f0(manifold, listing, out_dir):
+    """OUT_DIR/f0-harvest/<k>.f0 for each file of `listing`: pyworld's Harvest
+    F0 at each mel frame's centre (256 k + 128 at 22050 Hz) where Manifold's
+    tracker (`manifold frame-pitch`) calls the frame voiced, else 0."""
+    import pyworld
+    from scipy.signal import resample_poly
+    ours, wavs, out = (os.path.join(out_dir, d) for d in ("f0-tracker", "f0-input", "f0-harvest"))
+    for d in (ours, wavs, out):
+        os.makedirs(d, exist_ok=True)
+    files = [line.strip() for line in open(listing) if line.strip()]
+    signals = []
+    for k, path in enumerate(files):
+        rate, x = wavfile.read(path)
+        x = (x.astype(np.float64) / (32768.0 if x.dtype == np.int16 else 1.0))
+        x = x.mean(axis=1) if x.ndim > 1 else x
+        if rate != 22050:
+            g = np.gcd(rate, 22050)
+            x = resample_poly(x, 22050 // g, rate // g)
+        wavfile.write(os.path.join(wavs, f"{k}.wav"), 22050, x.astype(np.float32))
+        signals.append(x)
+    with open(os.path.join(wavs, "list.txt"), "w") as f:
+        f.write("".join(f"{k}.wav\n" for k in range(len(files))))
+    subprocess.run([manifold, "frame-pitch", os.path.join(wavs, "list.txt"), "-o", ours], check=True)
+    period_ms = 256 / 22050 * 1000
+    for k, x in enumerate(signals):
+        tracker = np.fromfile(os.path.join(ours, f"{k}.f0"), "<f4")
+        f0, t = pyworld.harvest(x, 22050, f0_floor=60.0, f0_ceil=500.0, frame_period=period_ms)
+        centres = (256 * np.arange(len(tracker)) + 128) / 22050
+        values = np.interp(centres, t, f0)
+        both = (tracker > 0) & (values > 0)
+        np.where(both, values, tracker).astype("<f4").tofile(os.path.join(out, f"{k}.f0"))
+    return out
+
+
 def dev_set(out, n):
     """`n` of Allison's ordinary-text prompts named before "m", evenly spaced."""
     folder, ext, through = real.SOURCE[1], real.SOURCE[2], real.SOURCE[5]
@@ -104,7 +141,9 @@ def main(argv):
     rows = [("untouched", asr_wer.wer_of([{"path": os.path.join(set_dir, t["path"]), "text": t["text"]} for t in tests]))]
     for name in vocoders:
         d = os.path.join(out_dir, name)
-        subprocess.run([manifold, "copy-synthesis", listing, "-o", d, "--vocoder", name], check=True)
+        vocoder, _, f0_from = name.partition("+")
+        extra = ["--f0", harvest_f0(manifold, listing, out_dir)] if f0_from == "harvest" else []
+        subprocess.run([manifold, "copy-synthesis", listing, "-o", d, "--vocoder", vocoder] + extra, check=True)
         rows.append((name, asr_wer.wer_of([{"path": to_pcm16(os.path.join(d, f"{k}.wav")), "text": t["text"]}
                                            for k, t in enumerate(tests)])))
     for name, r in rows:
