@@ -514,7 +514,12 @@ fn install(root: &Path) -> Result<()> {
     }
     mirror_dir(&bundled.join("Manifold.vst3"), &home.join(".vst3/Manifold.vst3"), false)?;
     std::fs::create_dir_all(home.join(".clap"))?;
-    std::fs::copy(bundled.join("Manifold.clap"), home.join(".clap/Manifold.clap"))?;
+    // Removed first, like every installed file: a DAW may have the old one loaded.
+    let clap = home.join(".clap/Manifold.clap");
+    if clap.exists() {
+        std::fs::remove_file(&clap)?;
+    }
+    std::fs::copy(bundled.join("Manifold.clap"), &clap)?;
     let data = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from).unwrap_or(home.join(".local/share")).join("manifold");
     mirror_dir(&root.join("target/manifold-data"), &data, false)?;
     eprintln!("Installed ~/.vst3/Manifold.vst3, ~/.clap/Manifold.clap and {}", data.display());
@@ -547,7 +552,10 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::remove_file(from.join("models/a/w.onnx")).unwrap();
         std::fs::write(from.join("models/a/w.onnx"), b"new weights").unwrap();
+        mirror_dir(&from, &dir.path().join("linked"), true).unwrap();
         mirror_dir(&from, &dir.path().join("copied"), false).unwrap();
-        assert_eq!(std::fs::read(dir.path().join("copied/models/a/w.onnx")).unwrap(), b"new weights");
+        for to in ["linked", "copied"] {
+            assert_eq!(std::fs::read(dir.path().join(to).join("models/a/w.onnx")).unwrap(), b"new weights");
+        }
     }
 }
