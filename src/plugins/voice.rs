@@ -41,7 +41,9 @@ pub enum LiveVoice {
     #[id = "low"]
     #[name = "Low latency (≈56 ms)"]
     LowLatency,
-    /// The whole converter, source–filter synthesis.
+    /// The whole converter, source–filter synthesis; its strength control
+    /// is mapped so it converts as far as offline at the same position
+    /// (`ConverterSettings::strength_exponent`).
     #[id = "balanced"]
     #[name = "Balanced (≈135 ms)"]
     Balanced,
