@@ -20,6 +20,9 @@ Conditions, per group (real / synthetic), ITEMS items each:
   d_noise             target + interferer (0 dB) + pink or brown noise at
                       10 dB SNR to the speech: SI-SDR of isolation and of
                       DFN3 against the target, and their difference
+  embedder            no isolation: the speaker embedder's cosine of the
+                      (b_clean) and (c_others) items to the target's
+                      reference, and the AUC of target against interferer
 Each figure is the mean with a 95 % bootstrap interval (2000 resamples).
 
 usage: python eval_isolation.py SET_DIR WORK_DIR MANIFOLD_BIN [--items 30] [--json OUT.json]
@@ -131,6 +134,37 @@ def make_items(speakers, group, items, rng, work):
     return out
 
 
+def embedder_check(a, speakers, items, crng):
+    """How well the speaker embedder alone tells each target from its interferers:
+    the cosine of every (b_clean) item (the target alone, a whole utterance) and
+    every (c_others) item (an interferer alone) to the target's reference
+    embedding; AUC = how often a target item scores above an interferer item.
+    An isolation model conditioned on this embedding cannot choose the voice
+    more reliably than this."""
+    picked = [it for it in items if it["cond"] in ("b_clean", "c_others")]
+    paths = [os.path.join(a.work, it["group"], it["speaker"], "in", it["name"] + ".wav") for it in picked]
+    paths += [s["_ref"] for s in speakers]
+    listing = os.path.join(a.work, "embed-list.txt")
+    with open(listing, "w") as f:
+        f.write("".join(os.path.abspath(p) + "\n" for p in paths))
+    out = os.path.join(a.work, "embeddings.f32")
+    subprocess.run([a.manifold, "speaker-embeddings", listing, "-o", out], check=True)
+    emb = np.fromfile(out, "<f4").reshape(len(paths), -1)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True) + 1e-12
+    ref = {s["name"]: emb[len(picked) + k] for k, s in enumerate(speakers)}
+    rows = []
+    for group in ("real", "synthetic"):
+        cos = {c: [float(emb[i] @ ref[it["speaker"]]) for i, it in enumerate(picked) if it["group"] == group and it["cond"] == c]
+               for c in ("b_clean", "c_others")}
+        t, o = np.asarray(cos["b_clean"]), np.asarray(cos["c_others"])
+        auc = float(np.mean(t[:, None] > o[None, :]))
+        rows.append({"group": group, "condition": "embedder", "metric": "cosine_target", "n": len(t), "mean_ci95": ci(t, crng)})
+        rows.append({"group": group, "condition": "embedder", "metric": "cosine_interferer", "n": len(o), "mean_ci95": ci(o, crng)})
+        rows.append({"group": group, "condition": "embedder", "metric": "auc_target_vs_interf", "n": len(t) * len(o),
+                     "mean_ci95": [round(auc, 3)] * 3})
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("set_dir")
@@ -183,6 +217,7 @@ def main():
             rows.setdefault((it["group"], c, k), []).append(float(val))
     crng = np.random.default_rng(7)
     table = [{"group": g, "condition": c, "metric": k, "n": len(v), "mean_ci95": ci(v, crng)} for (g, c, k), v in sorted(rows.items())]
+    table += embedder_check(a, speakers, items, crng)
     print(f"{'group':10} {'condition':9} {'metric':22} {'n':>3}  mean [95 % interval]")
     for r in table:
         m, lo, hi = r["mean_ci95"]
