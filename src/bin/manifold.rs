@@ -47,9 +47,9 @@ enum Command {
     },
     /// Keep one speaker and remove the others (Manifold's own target-speaker
     /// model): the voice is enrolled from a recording of that person alone (3 s
-    /// or more, 5-10 s best). Does not work yet on voices the model was not
-    /// trained on: SI-SDR change at 0 dB -2.0 dB on held-out real voices, +0.8
-    /// dB on held-out synthetic ones (see the README).
+    /// or more, 5-10 s best). Does not work yet on real voices the model was
+    /// not trained on: SI-SDR change at 0 dB -0.6 dB on held-out real voices,
+    /// +3.3 dB on held-out synthetic ones (see the README).
     Isolate {
         #[command(flatten)]
         options: IsolateOptions,
@@ -288,7 +288,7 @@ impl ConvertOptions {
 
 /// Printed by `isolate` until the target-speaker model separates voices it
 /// was not trained on (issue 16).
-const ISOLATION_WARNING: &str = "manifold isolate: warning: voice isolation does not work yet on voices its model was not trained on (SI-SDR change at 0 dB: -2.0 dB on held-out real voices, +0.8 dB on held-out synthetic ones; see the README)";
+const ISOLATION_WARNING: &str = "manifold isolate: warning: voice isolation does not work yet on real voices its model was not trained on (SI-SDR change at 0 dB: -0.6 dB on held-out real voices, +3.3 dB on held-out synthetic ones; see the README)";
 
 fn find_stems_model(model: &str) -> Result<manifold::plugins::stems::StemsModel, RenderError> {
     let models = manifold::plugins::stems::StemsModel::available();

@@ -123,9 +123,9 @@ impl StemsModel {
     }
 
     /// Manifold's own target-speaker model (`models/isolate_target`). On
-    /// voices it was not trained on it does not separate yet (held-out SI-SDR
-    /// change −2.0 dB real, +0.8 dB synthetic at 0 dB; `cargo xtask
-    /// eval-isolation`): the name says so until it does (issue 16).
+    /// real voices it was not trained on it does not separate yet (held-out
+    /// SI-SDR change −0.6 dB real, +3.3 dB synthetic at 0 dB, +8 asked;
+    /// `cargo xtask eval-isolation`): the name says so until it does (issue 16).
     pub fn voice_isolation() -> Self {
         Self { name: "Voice isolation (does not work yet on new voices)".into(), stems: ["Target voice".into(), "Others".into()], kind: StemsModelKind::VoiceIsolation }
     }

@@ -32,7 +32,9 @@ avoids every evaluation sentence of the project). Every utterance is scaled to
 lists).
 
 usage: python make_isolation_set.py OUT_DIR [--espeak-speakers 300] [--per-synthetic 8] [--jobs 2]
-Writes OUT_DIR/<speaker>/<k>.wav and OUT_DIR/index.json:
+Writes OUT_DIR/<speaker>/<k>.wav, OUT_DIR/embed-list.txt (every file, one per
+line, in index order: what `manifold speaker-embeddings` embeds) and
+OUT_DIR/index.json:
 {"rate": 16000, "speakers": [{"name", "group": "real"|"synthetic",
   "split": "train"|"eval", "sex", "band": "16k"|"8k", "files": [path]}]}
 """
@@ -192,6 +194,10 @@ def main():
         print(f"make_isolation_set: {len(synth)} synthetic speakers ({time.time() - t0:.0f} s)", flush=True)
     with open(os.path.join(a.out, "index.json"), "w") as f:
         json.dump({"rate": RATE, "speakers": speakers}, f, indent=1)
+    # The files to embed, in index order (train_isolation.py reads the
+    # embeddings back in this order).
+    with open(os.path.join(a.out, "embed-list.txt"), "w") as f:
+        f.write("".join(rel + "\n" for s in speakers for rel in s["files"]))
     n = sum(len(s["files"]) for s in speakers)
     print(f"make_isolation_set: {len(speakers)} speakers, {n} utterances in {time.time() - t0:.0f} s")
 

