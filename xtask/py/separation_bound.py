@@ -116,9 +116,16 @@ def main():
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seed", type=int, default=16)
+    ap.add_argument("--extra", help="a folder of further training voices (augment_real_voices.py)")
     a = ap.parse_args()
     speakers = T.load_set(a.set_dir, a.embeddings)
     train = [s for s in speakers if s["split"] == "train"]
+    if a.extra:
+        # More training voices (augment_real_voices.py); the separator needs no embeddings.
+        index = json.load(open(os.path.join(a.extra, "index.json")))
+        for s in index["speakers"]:
+            train.append(dict(s, audio=[T.wavfile.read(os.path.join(a.extra, f))[1].astype(np.float32) / 32768.0 for f in s["files"]]))
+        print(f"separation_bound: {len(train)} training speakers ({sum(s['group'] == 'real' for s in train)} real)", flush=True)
     held = [(g, m, s) for g, m, s, _ in T.monitor_set(speakers, 1234, 24)]
     # The same kind of pairs from training speakers: what the network learned at all.
     trng = np.random.default_rng(99)
